@@ -1,0 +1,71 @@
+"""PostgreSQL access shared by the services: pools and start-up migrations.
+
+Migrations are the numbered SQL files beside this module. Every service applies them when it
+starts, so they are idempotent and serialised by an advisory lock: several replicas starting at
+once apply each file exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+MIGRATIONS_LOCK_ID = 0x1A6EBA7C
+"""Advisory lock key that serialises concurrent migration runs."""
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections encode and decode JSON columns as Python objects."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    return pool
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) of every migration, in order."""
+    folder = resources.files("imagebatch.core") / "migrations"
+    entries = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(p.name.removesuffix(".sql"), p.read_text()) for p in entries]
+
+
+async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
+    """Apply the migrations not yet recorded; returns the versions applied now."""
+    applied_now: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATIONS_LOCK_ID)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        done: set[str] = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, sql in migration_files():
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied_now.append(version)
+    return applied_now
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Connect once and apply the migrations."""
+    conn: asyncpg.Connection = await asyncpg.connect(dsn)
+    try:
+        return await apply_migrations(conn)
+    finally:
+        await conn.close()
+
+
+def record_to_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    return dict(record) if record is not None else None

@@ -1,0 +1,37 @@
+"""Settings shared by every service, read from environment variables once at start-up.
+
+Each service extends `CommonSettings` with its own fields in its own package; nothing reads the
+environment at import time, so tests can build settings objects with explicit values.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Connection strings and the messaging names of the public contract."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    rabbit_url: str = Field(
+        default="amqp://guest:guest@localhost:5672/",
+        description="AMQP URL of the RabbitMQ broker.",
+    )
+    database_url: str = Field(
+        default="postgresql://postgres:postgres@localhost:5432/images",
+        description="PostgreSQL DSN; migrations are applied to it at start-up.",
+    )
+    exchange: str = Field(default="images", description="Direct exchange jobs are published to.")
+    queue: str = Field(default="images.q", description="Work queue consumed by workers.")
+    dlx: str = Field(default="images.dlx", description="Dead-letter exchange.")
+    dlq: str = Field(default="images.dlx.q", description="Dead-letter queue.")
+    routing_key: str = Field(default="process_image", description="Routing key of the work queue.")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP endpoint for traces; tracing exports nothing when unset.",
+    )
+    otel_service_name: str | None = Field(
+        default=None, description="Overrides the service name reported in traces."
+    )
