@@ -1,0 +1,80 @@
+"""The Kubernetes API server of the test run.
+
+With `KUBECONFIG` set, tests use that cluster (a kind cluster, say). Otherwise they start the
+envtest control plane — etcd, kube-apiserver and kube-controller-manager as local processes — and
+install the CRDs from `crds/`. Either way the kubeconfig is exported (`KUBECONFIG`) for kubectl
+and the Python clients.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import STARTUP_SECONDS
+
+REPO = Path(__file__).resolve().parents[2]
+CRDS = REPO / "crds"
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    """How tests reach the API server."""
+
+    kubeconfig: Path
+    kubectl_binary: str
+    started_here: bool
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.kubectl_binary, f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[KubeCluster]:
+    external = os.environ.get("KUBECONFIG")
+    if external:
+        import shutil
+
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            raise RuntimeError("KUBECONFIG is set but kubectl is not on PATH")
+        cluster = KubeCluster(Path(external), kubectl, started_here=False)
+        cluster.kubectl("apply", "--server-side", "-f", str(CRDS))
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        yield cluster
+        return
+
+    from imagebatch.devservers.kube import KubeControlPlane
+
+    began = time.monotonic()
+    plane = KubeControlPlane().start()
+    try:
+        plane.apply(CRDS)
+        STARTUP_SECONDS["kubernetes (etcd + kube-apiserver + controller-manager)"] = (
+            time.monotonic() - began
+        )
+        previous = os.environ.get("KUBECONFIG")
+        os.environ["KUBECONFIG"] = str(plane.kubeconfig)
+        try:
+            yield KubeCluster(plane.kubeconfig, plane.kubectl(), started_here=True)
+        finally:
+            if previous is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = previous
+    finally:
+        plane.stop()

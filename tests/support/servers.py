@@ -1,0 +1,50 @@
+"""Session-wide real servers for the suite: an existing one when the environment names it
+(`DATABASE_URL`, `RABBIT_URL`, `KUBECONFIG`), else a throwaway local process."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+STARTUP_SECONDS: dict[str, float] = {}
+"""How long each local server took to become ready; printed at the end of the run."""
+
+
+@dataclass
+class ServerHandle:
+    """Where a server is, and whether this run started it."""
+
+    url: str
+    started_here: bool
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def postgres() -> Iterator[ServerHandle]:
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield ServerHandle(url=external, started_here=False)
+        return
+    from imagebatch.devservers.postgres import PostgresServer
+
+    with PostgresServer() as server:
+        STARTUP_SECONDS["postgresql"] = server.startup_seconds
+        yield ServerHandle(url=server.url, started_here=True)
+
+
+def rabbitmq() -> Iterator[ServerHandle]:
+    external = os.environ.get("RABBIT_URL")
+    if external:
+        yield ServerHandle(url=external, started_here=False)
+        return
+    from imagebatch.devservers.rabbitmq import RabbitMQServer
+
+    began = time.monotonic()
+    with RabbitMQServer() as server:
+        STARTUP_SECONDS["rabbitmq"] = time.monotonic() - began
+        yield ServerHandle(
+            url=server.url,
+            started_here=True,
+            extra={"management_url": server.management_url},
+        )
