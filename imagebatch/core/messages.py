@@ -18,6 +18,9 @@ from imagebatch.core.errors import PermanentError
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SAFE_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62}){0,7}$")
 MAX_URL_LENGTH = 2048
+UPLOAD_SCHEME = "upload:"
+"""`upload:<file name>` names an original the api stored under the shared `UPLOADS_DIR`."""
+SAFE_UPLOAD_NAME = re.compile(r"^upload:[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class Thumbnail(BaseModel):
@@ -86,9 +89,18 @@ class ImageJob(BaseModel):
     @field_validator("url")
     @classmethod
     def _url_is_http(cls, value: str) -> str:
+        if value.startswith(UPLOAD_SCHEME):
+            if not SAFE_UPLOAD_NAME.fullmatch(value) or ".." in value:
+                raise ValueError("upload: URLs name a file: upload:<safe file name>")
+            return value
         if not value.lower().startswith(("http://", "https://")):
-            raise ValueError("url must be an http:// or https:// URL")
+            raise ValueError("url must be an http:// or https:// URL (or upload:<name>)")
         return value
+
+    @property
+    def upload_name(self) -> str | None:
+        """The stored original's file name for `upload:` jobs, else None."""
+        return self.url.removeprefix(UPLOAD_SCHEME) if self.url.startswith(UPLOAD_SCHEME) else None
 
     @field_validator("output")
     @classmethod
