@@ -42,4 +42,6 @@ async def publish_job(
 ) -> None:
     """Publish one job; on a confirm channel this returns once the broker has it (mandatory:
     an unroutable job raises instead of vanishing)."""
-    await exchange.publish(job_message(job, headers=headers), routing_key=routing_key, mandatory=True)
+    await exchange.publish(
+        job_message(job, headers=headers), routing_key=routing_key, mandatory=True
+    )

@@ -35,7 +35,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
 def migration_files() -> list[tuple[str, str]]:
     """(version, sql) of every migration, in order."""
     folder = resources.files("imagebatch.core") / "migrations"
-    entries = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    entries = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name.removesuffix(".sql"), p.read_text()) for p in entries]
 
 
@@ -48,7 +48,9 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         )
-        done: set[str] = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        done: set[str] = {
+            r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")
+        }
         for version, sql in migration_files():
             if version in done:
                 continue

@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from imagebatch.core.errors import PermanentError
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-SAFE_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62}){0,7}$")
+SAFE_PREFIX = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}(/[A-Za-z0-9][A-Za-z0-9._-]{0,62}){0,7}$"
+)
 MAX_URL_LENGTH = 2048
 UPLOAD_SCHEME = "upload:"
 """`upload:<file name>` names an original the api stored under the shared `UPLOADS_DIR`."""
@@ -83,7 +85,9 @@ class ImageJob(BaseModel):
     def _id_is_safe(cls, value: Any) -> str:
         text = str(value) if isinstance(value, int) else value
         if not isinstance(text, str) or not SAFE_ID.fullmatch(text):
-            raise ValueError("id must be 1-128 characters of [A-Za-z0-9._-], not starting with . or -")
+            raise ValueError(
+                "id must be 1-128 characters of [A-Za-z0-9._-], not starting with . or -"
+            )
         return text
 
     @field_validator("url")
@@ -130,6 +134,7 @@ def decode_job(body: bytes) -> ImageJob:
         return ImageJob.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise PermanentError(f"malformed message: {problems}", code="malformed") from exc

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from pamqp.common import FieldTable
 
 from imagebatch.core.settings import CommonSettings
 
@@ -28,7 +29,7 @@ class Topology:
     work_queue: AbstractQueue
 
 
-def work_queue_arguments(settings: CommonSettings) -> dict[str, str]:
+def work_queue_arguments(settings: CommonSettings) -> FieldTable:
     """Arguments of every work queue; all declarations must agree or RabbitMQ refuses them."""
     return {
         "x-dead-letter-exchange": settings.dlx,
@@ -54,7 +55,9 @@ async def declare_topology(
         queue or settings.queue, durable=True, arguments=work_queue_arguments(settings)
     )
     await work.bind(exchange, routing_key=routing_key or settings.routing_key)
-    return Topology(exchange=exchange, dead_letter_exchange=dlx, dead_letter_queue=dlq, work_queue=work)
+    return Topology(
+        exchange=exchange, dead_letter_exchange=dlx, dead_letter_queue=dlq, work_queue=work
+    )
 
 
 def batch_queue_name(namespace: str, name: str) -> str:

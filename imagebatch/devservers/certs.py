@@ -71,9 +71,15 @@ def _issue(
     if ca:
         builder = builder.add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -98,21 +104,32 @@ def write_cluster_certs(folder: Path) -> ClusterCerts:
     ]
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1", "10.0.0.1")]
     server = _issue(
-        _name("kube-apiserver"), server_key, ca_name, ca_key,
-        usage=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans,
+        _name("kube-apiserver"),
+        server_key,
+        ca_name,
+        ca_key,
+        usage=[ExtendedKeyUsageOID.SERVER_AUTH],
+        sans=sans,
     )
     admin_key = _key()
     admin = _issue(
-        _name("imagebatch-admin", "system:masters"), admin_key, ca_name, ca_key,
+        _name("imagebatch-admin", "system:masters"),
+        admin_key,
+        ca_name,
+        ca_key,
         usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
     )
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     paths = ClusterCerts(
-        ca_cert=folder / "ca.crt", ca_key=folder / "ca.key",
-        server_cert=folder / "apiserver.crt", server_key=folder / "apiserver.key",
-        admin_cert=folder / "admin.crt", admin_key=folder / "admin.key",
-        sa_key=folder / "sa.key", sa_pub=folder / "sa.pub",
+        ca_cert=folder / "ca.crt",
+        ca_key=folder / "ca.key",
+        server_cert=folder / "apiserver.crt",
+        server_key=folder / "apiserver.key",
+        admin_cert=folder / "admin.crt",
+        admin_key=folder / "admin.key",
+        sa_key=folder / "sa.key",
+        sa_pub=folder / "sa.pub",
     )
     pem = serialization.Encoding.PEM
     paths.ca_cert.write_bytes(ca.public_bytes(pem))

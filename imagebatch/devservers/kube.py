@@ -23,6 +23,7 @@ from imagebatch.devservers.certs import ClusterCerts, write_cluster_certs
 from imagebatch.devservers.process import (
     ServerStartError,
     free_port,
+    log_tail,
     spawn,
     stop_group,
     wait_until,
@@ -177,7 +178,9 @@ class KubeControlPlane:
             with urllib.request.urlopen(f"{self.server}/readyz", timeout=2, context=context) as r:
                 return bool(r.status == 200)
 
-        wait_until(ready, timeout=90, what="kube-apiserver", process=process, log=log, interval=0.25)
+        wait_until(
+            ready, timeout=90, what="kube-apiserver", process=process, log=log, interval=0.25
+        )
 
     def _write_kubeconfig(self) -> None:
         assert self.certs is not None
@@ -234,9 +237,9 @@ class KubeControlPlane:
         # It serves no endpoint here; it is "ready" once it has stayed up past its flag parsing.
         time.sleep(1.0)
         if process.poll() is not None:
-            raise ServerStartError(
-                f"kube-controller-manager exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            )
+            tail = log_tail(log)
+            code = process.returncode
+            raise ServerStartError(f"kube-controller-manager exited with {code}:\n{tail}")
 
     def apply(self, *paths: Path, wait_established: bool = True) -> None:
         """`kubectl apply` the manifests (e.g. the CRDs) and wait for CRDs to be established."""
@@ -247,8 +250,13 @@ class KubeControlPlane:
         if wait_established:
             self._kubectl_or_fail(
                 [
-                    self.kubectl(), f"--kubeconfig={self.kubeconfig}", "wait",
-                    "--for=condition=Established", "--timeout=60s", "crd", "--all",
+                    self.kubectl(),
+                    f"--kubeconfig={self.kubeconfig}",
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=60s",
+                    "crd",
+                    "--all",
                 ]
             )
 

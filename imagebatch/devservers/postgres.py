@@ -58,7 +58,9 @@ class PostgresServer:
         self.log = self.base / "postgres.log"
         bindir = postgres_bindir()
         if bindir is None:
-            raise ServerStartError("PostgreSQL server binaries not found (apt-get install postgresql)")
+            raise ServerStartError(
+                "PostgreSQL server binaries not found (apt-get install postgresql)"
+            )
         self.bindir = bindir
 
     @property
@@ -83,8 +85,10 @@ class PostgresServer:
         result = self._run(
             [
                 str(self.bindir / "initdb"),
-                "-D", str(self.data),
-                "-U", "postgres",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--no-sync",
@@ -104,10 +108,15 @@ class PostgresServer:
         result = self._run(
             [
                 str(self.bindir / "pg_ctl"),
-                "-D", str(self.data),
-                "-l", str(self.log),
-                "-o", " ".join(options),
-                "-w", "-t", "60",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-o",
+                " ".join(options),
+                "-w",
+                "-t",
+                "60",
                 "start",
             ]
         )
@@ -116,9 +125,12 @@ class PostgresServer:
         pg_isready = find_binary("pg_isready", self.bindir)
         if pg_isready:
             wait_until(
-                lambda: subprocess.run(
-                    [pg_isready, "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
-                ).returncode == 0,
+                lambda: (
+                    subprocess.run(
+                        [pg_isready, "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+                    ).returncode
+                    == 0
+                ),
                 timeout=30,
                 what="PostgreSQL",
                 log=self.log,
@@ -128,7 +140,9 @@ class PostgresServer:
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+            self._run(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
+            )
         if self._owns_base:
             shutil.rmtree(self.base, ignore_errors=True)
 

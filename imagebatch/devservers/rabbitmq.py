@@ -72,9 +72,7 @@ class RabbitMQServer:
         self._process: subprocess.Popen[bytes] | None = None
         server = RABBITMQ_LIBEXEC / "rabbitmq-server"
         if not server.exists():
-            raise ServerStartError(
-                "rabbitmq-server not found (apt-get install rabbitmq-server)"
-            )
+            raise ServerStartError("rabbitmq-server not found (apt-get install rabbitmq-server)")
         self._server = server
 
     @property
@@ -140,7 +138,9 @@ class RabbitMQServer:
             interval=0.2,
         )
         if self.management:
-            wait_until(self._management_answers, timeout=60, what="RabbitMQ management", log=self.log)
+            wait_until(
+                self._management_answers, timeout=60, what="RabbitMQ management", log=self.log
+            )
         self.startup_seconds = time.monotonic() - began
         return self
 

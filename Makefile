@@ -1,0 +1,49 @@
+# The project's commands. `make test` is the one test command (README.md, .ci/run).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PKGTREE := .cache/pkgtree
+PYTEST_ARGS ?=
+
+.PHONY: help test test-fast lint format venv envtest provision bench demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(STAMP) ## create .venv and install the project with its test extras
+
+provision: ## install PostgreSQL, RabbitMQ and Chromium from the OS packages when missing
+	@hack/provision.sh
+
+envtest: ## build etcd, kube-apiserver, kube-controller-manager and kubectl (cached) when missing
+	@hack/envtest/build.sh >/dev/null
+
+lint: venv ## ruff, mypy (strict) and the import-linter contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python hack/package_tree.py $(PKGTREE)
+	$(BIN)/mypy $(PKGTREE)/imagebatch tests bench hack
+	PYTHONPATH=$(PKGTREE) $(BIN)/python hack/lint_imports.py --config pyproject.toml --no-cache
+
+format: venv ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: venv provision envtest lint ## the whole suite against real PostgreSQL, RabbitMQ and Kubernetes API servers
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" $(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: venv envtest ## the suite without tests marked slow
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+clean: ## remove the virtualenv and caches (not the envtest binaries in ~/.cache)
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

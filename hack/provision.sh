@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the server packages the tests start as local processes (PostgreSQL, RabbitMQ) and the
+# browser the page test drives, when they are missing. Needs root (or passwordless sudo) only
+# when something is missing; prints what it would need otherwise.
+set -euo pipefail
+
+need=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
+[[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || need+=(rabbitmq-server)
+command -v chromium >/dev/null || need+=(chromium)
+command -v runuser >/dev/null || need+=(util-linux)
+
+if (( ${#need[@]} == 0 )); then
+  exit 0
+fi
+
+sudo=""
+if (( EUID != 0 )); then
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo="sudo -n"
+  else
+    echo "provision.sh: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2
+    exit 1
+  fi
+fi
+
+echo "provision.sh: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts the packaged services on install where it can; the tests run their own nodes.
+for service in rabbitmq-server postgresql; do
+  $sudo service "$service" stop >/dev/null 2>&1 || true
+done
