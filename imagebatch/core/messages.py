@@ -118,8 +118,16 @@ class ImageJob(BaseModel):
 
 
 def encode_job(job: ImageJob) -> bytes:
-    """The JSON body of a job message. Ops are always written in full form."""
-    return job.model_dump_json(exclude={"short_form"}).encode()
+    """The JSON body of a job message.
+
+    Ops are written in full form, except for a short-form job, which keeps the seed's
+    `["thumbnail"]`: decoding it again must give a short-form job (output `<OUTPUT_DIR>/<id>.jpg`),
+    so encode → decode is lossless.
+    """
+    body = job.model_dump(mode="json", exclude={"short_form"})
+    if job.short_form:
+        body["ops"] = ["thumbnail"]
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def decode_job(body: bytes) -> ImageJob:
