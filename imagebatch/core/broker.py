@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractRobustConnection,
+)
 
 from imagebatch.core.messages import ImageJob, encode_job
 from imagebatch.core.telemetry import inject_headers
@@ -20,6 +25,15 @@ async def connect(url: str) -> AbstractRobustConnection:
     """A robust connection: it reconnects by itself and restores channels, queues and consumers."""
     connection: AbstractRobustConnection = await aio_pika.connect_robust(url)
     return connection
+
+
+async def producer_channel(connection: AbstractConnection) -> AbstractChannel:
+    """A channel with publisher confirms on which a returned (unroutable) message raises
+    `aio_pika.exceptions.DeliveryError` instead of being dropped."""
+    channel: AbstractChannel = await connection.channel(
+        publisher_confirms=True, on_return_raises=True
+    )
+    return channel
 
 
 def job_message(job: ImageJob, *, headers: dict[str, Any] | None = None) -> aio_pika.Message:
@@ -40,8 +54,8 @@ async def publish_job(
     *,
     headers: dict[str, Any] | None = None,
 ) -> None:
-    """Publish one job; on a confirm channel this returns once the broker has it (mandatory:
-    an unroutable job raises instead of vanishing)."""
+    """Publish one job. On a `producer_channel` this returns once the broker has it, and an
+    unroutable job (mandatory) raises instead of vanishing."""
     await exchange.publish(
         job_message(job, headers=headers), routing_key=routing_key, mandatory=True
     )

@@ -8,12 +8,14 @@ and the Python clients.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +80,17 @@ def kube_cluster() -> Iterator[KubeCluster]:
                 os.environ["KUBECONFIG"] = previous
     finally:
         plane.stop()
+
+
+@contextlib.contextmanager
+def api_client(cluster: KubeCluster) -> Iterator[Any]:
+    """A kubernetes.client.ApiClient for `cluster`, closed afterwards."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=configuration)
+    api = client.ApiClient(configuration)
+    try:
+        yield api
+    finally:
+        api.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -36,7 +37,9 @@ def postgres() -> Iterator[ServerHandle]:
 def rabbitmq() -> Iterator[ServerHandle]:
     external = os.environ.get("RABBIT_URL")
     if external:
-        yield ServerHandle(url=external, started_here=False)
+        host = urllib.parse.urlsplit(external).hostname or "localhost"
+        management = os.environ.get("RABBIT_MANAGEMENT_URL", f"http://{host}:15672")
+        yield ServerHandle(url=external, started_here=False, extra={"management_url": management})
         return
     from imagebatch.devservers.rabbitmq import RabbitMQServer
 
