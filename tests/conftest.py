@@ -73,6 +73,18 @@ def messaging(rabbit_url: str, database_url: str) -> CommonSettings:
     )
 
 
+FOLDER_MARKERS = {"k8s": ("k8s",), "e2e": ("slow",), "chaos": ("slow",)}
+"""Markers every test in a folder carries, so `-m "not slow"` and `-m k8s` select by kind."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.parts
+        folder = parts[parts.index("tests") + 1] if "tests" in parts else ""
+        for marker in FOLDER_MARKERS.get(folder, ()):
+            item.add_marker(marker)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if servers.STARTUP_SECONDS:
         terminalreporter.section("server start-up")

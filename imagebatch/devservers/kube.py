@@ -97,12 +97,17 @@ class KubeControlPlane:
             raise ServerStartError("kubectl not found: run `make envtest`")
         return found
 
-    def start(self) -> KubeControlPlane:
+    def start(self, *manifests: Path) -> KubeControlPlane:
+        """Start the control plane; `manifests` (e.g. the CRDs) are applied before the
+        controller-manager starts, so its garbage collector knows their kinds from the first
+        moment instead of after its next discovery round (30 s)."""
         began = time.monotonic()
         self.certs = write_cluster_certs(self.base / "pki")
         self._start_etcd()
         self._start_apiserver()
         self._write_kubeconfig()
+        if manifests:
+            self.apply(*manifests)
         if self.controller_manager:
             self._start_controller_manager()
         self.startup_seconds = time.monotonic() - began
@@ -273,7 +278,11 @@ class KubeControlPlane:
         shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> KubeControlPlane:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a half-started server must not outlive the failure
+            raise
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()

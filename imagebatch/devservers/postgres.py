@@ -147,7 +147,11 @@ class PostgresServer:
             shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> PostgresServer:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a half-started server must not outlive the failure
+            raise
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -194,7 +194,11 @@ class RabbitMQServer:
         shutil.rmtree(self.base, ignore_errors=True)
 
     def __enter__(self) -> RabbitMQServer:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()  # a half-started server must not outlive the failure
+            raise
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()

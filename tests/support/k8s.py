@@ -63,9 +63,9 @@ def kube_cluster() -> Iterator[KubeCluster]:
     from imagebatch.devservers.kube import KubeControlPlane
 
     began = time.monotonic()
-    plane = KubeControlPlane().start()
+    plane = KubeControlPlane()
     try:
-        plane.apply(CRDS)
+        plane.start(CRDS)
         STARTUP_SECONDS["kubernetes (etcd + kube-apiserver + controller-manager)"] = (
             time.monotonic() - began
         )
