@@ -45,6 +45,34 @@ class KubeCluster:
         return result
 
 
+TEST_CONTEXT_PREFIXES = (
+    "kind-",
+    "k3d-",
+    "envtest",
+    "minikube",
+    "docker-desktop",
+    "rancher-desktop",
+)
+
+
+def refuse_unless_test_cluster(cluster: KubeCluster) -> None:
+    """Tests create and delete namespaces: never let a stray KUBECONFIG point them at production.
+
+    Set IMAGEBATCH_TEST_ANY_CLUSTER=1 to use a context whose name does not look like a test one.
+    """
+    context = cluster.kubectl("config", "current-context").stdout.strip()
+    if (
+        context.startswith(TEST_CONTEXT_PREFIXES)
+        or os.environ.get("IMAGEBATCH_TEST_ANY_CLUSTER") == "1"
+    ):
+        return
+    raise RuntimeError(
+        f"KUBECONFIG's current context {context!r} does not look like a test cluster "
+        f"(expected a name starting with one of {TEST_CONTEXT_PREFIXES}); unset KUBECONFIG to use "
+        "the local envtest control plane, or set IMAGEBATCH_TEST_ANY_CLUSTER=1"
+    )
+
+
 @pytest.fixture(scope="session")
 def kube_cluster() -> Iterator[KubeCluster]:
     external = os.environ.get("KUBECONFIG")
@@ -55,6 +83,7 @@ def kube_cluster() -> Iterator[KubeCluster]:
         if kubectl is None:
             raise RuntimeError("KUBECONFIG is set but kubectl is not on PATH")
         cluster = KubeCluster(Path(external), kubectl, started_here=False)
+        refuse_unless_test_cluster(cluster)
         cluster.kubectl("apply", "--server-side", "-f", str(CRDS))
         cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         yield cluster
