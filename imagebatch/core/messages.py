@@ -111,7 +111,7 @@ class ImageJob(BaseModel):
     def _output_is_relative(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        cleaned = value.strip("/")
+        cleaned = value.rstrip("/")
         if not SAFE_PREFIX.fullmatch(cleaned) or any(p in {".", ".."} for p in cleaned.split("/")):
             raise ValueError("output must be a relative path of safe segments (no '..')")
         return cleaned
