@@ -1,0 +1,125 @@
+"""The application factory: `create_app(settings)` wires routes, errors, metrics and tracing.
+
+Connections are opened by the lifespan, not at import or construction time, so building an app
+is cheap and side-effect free (tests build many). PostgreSQL must answer within the start-up
+timeout (migrations run then); RabbitMQ may come later — the publisher keeps trying and only
+publishing endpoints answer 503 meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from imagebatch.api import (
+    routes_batches,
+    routes_images,
+    routes_ops,
+    routes_page,
+    routes_tasks,
+    routes_uploads,
+)
+from imagebatch.api.deps import Services
+from imagebatch.api.errors import install_error_handlers, problem_response
+from imagebatch.api.kube import BatchClient
+from imagebatch.api.metrics import ApiMetrics, MetricsMiddleware
+from imagebatch.api.publisher import Publisher
+from imagebatch.api.settings import ApiSettings
+from imagebatch.core.db import create_pool, migrate
+
+log = logging.getLogger(__name__)
+
+DATABASE_DOWN = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+)
+"""Errors that mean PostgreSQL is unreachable rather than that a query is wrong."""
+
+DESCRIPTION = """\
+Thumbnails for single images (`POST /tasks`, `POST /uploads`), for the seed table
+(`POST /enqueue`) and for whole batches (`/batches`, ImageBatch resources of the cluster).
+Every error has the body `{"detail": "...", "errors": [...]}`; 503 means a server the api
+depends on is unavailable, and says which.
+"""
+
+
+async def open_database(settings: ApiSettings) -> asyncpg.Pool:
+    """Apply migrations and open the pool, waiting up to the start-up timeout for PostgreSQL."""
+    deadline = time.monotonic() + settings.startup_timeout_seconds
+    while True:
+        try:
+            await migrate(settings.database_url)
+            return await create_pool(settings.database_url, min_size=1, max_size=10)
+        except DATABASE_DOWN as exc:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"PostgreSQL did not answer within {settings.startup_timeout_seconds:g}s: {exc}"
+                ) from exc
+            log.warning("PostgreSQL is not answering yet (%s); retrying", exc)
+            await asyncio.sleep(1.0)
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """A ready-to-serve application for `settings`."""
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await open_database(settings)
+        publisher = Publisher(
+            settings,
+            confirm_timeout=settings.publish_timeout_seconds,
+            retry_every=settings.broker_retry_seconds,
+        )
+        batches = BatchClient(settings)
+        try:
+            await publisher.start()
+            app.state.services = Services(settings, pool, publisher, metrics, batches)
+            yield
+        finally:
+            app.state.services = None
+            await publisher.close()
+            await pool.close()
+            batches.close()
+
+    app = FastAPI(
+        title="ImageBatch API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(
+            503,
+            f"PostgreSQL is unavailable: {exc or type(exc).__name__}",
+            headers={"Retry-After": "5"},
+        )
+
+    for error in DATABASE_DOWN:
+        app.add_exception_handler(error, on_database_down)
+
+    app.include_router(routes_ops.router)
+    app.include_router(routes_tasks.build_router(settings))
+    app.include_router(routes_uploads.router)
+    app.include_router(routes_images.router)
+    app.include_router(routes_batches.router)
+    app.include_router(routes_page.router)
+    app.mount("/static", routes_page.static_files(), name="static")
+
+    app.add_middleware(routes_uploads.UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, root=app)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz$,/readyz$,/metrics$,/static/")
+    return app

@@ -1,0 +1,215 @@
+"""The ImageBatch resource as the api accepts and shows it.
+
+The create model mirrors the CRD's OpenAPI schema and its CEL rules (crds/), so a bad spec gets
+a 422 naming the field before the request reaches the cluster, and `/openapi.json` documents the
+same constraints `kubectl apply` would enforce. Field names are the resource's camelCase ones:
+the JSON form of `examples/imagebatch.yaml` is a valid request body.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from imagebatch.core.messages import Operation
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+"""Names and namespaces: lower-case DNS labels (the batch name also names its queue)."""
+GROUP, VERSION, PLURAL, KIND = "imagejobs.io", "v1alpha1", "imagebatches", "ImageBatch"
+
+BatchName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+SourceUrl = Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")]
+Percent = Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9])%$")]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid")
+
+
+class PostgresSource(_Spec):
+    """Take the batch's URLs from a table of the shared database."""
+
+    table: str = Field(default="images", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    limit: int = Field(default=200, ge=1, le=100000)
+    only_unprocessed: bool = True
+
+
+class Source(_Spec):
+    """Exactly one of `postgres` or `urls`."""
+
+    postgres: PostgresSource | None = None
+    urls: list[SourceUrl] | None = Field(default=None, min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Source:
+        if (self.postgres is None) == (self.urls is None):
+            raise ValueError("source needs exactly one of postgres or urls")
+        return self
+
+
+class OutputSpec(_Spec):
+    prefix: str | None = Field(
+        default=None,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$",
+        description="Folder under the workers' /data volume; default <namespace>/<name>.",
+    )
+
+
+class WorkersSpec(_Spec):
+    concurrency: int | None = Field(default=None, ge=1, le=256)
+    prefetch: int | None = Field(default=None, ge=1, le=1000)
+    min_replicas: int | None = Field(default=None, ge=0, le=100)
+    max_replicas: int | None = Field(default=None, ge=1, le=100)
+    messages_per_replica: int | None = Field(default=None, ge=1, le=100000)
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> WorkersSpec:
+        low, high = self.min_replicas, self.max_replicas
+        if low is not None and high is not None and low > high:
+            raise ValueError("workers.minReplicas must not exceed workers.maxReplicas")
+        return self
+
+
+class RetrySpec(_Spec):
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+    backoff_seconds: int | None = Field(default=None, ge=0, le=3600)
+
+
+class BatchSpec(_Spec):
+    """What to process and how; omitted fields get the CRD's defaults."""
+
+    source: Source
+    operations: list[Operation] | None = Field(default=None, min_length=1, max_length=8)
+    output: OutputSpec | None = None
+    workers: WorkersSpec | None = None
+    retry: RetrySpec | None = None
+    max_failed: Annotated[int, Field(ge=0)] | Percent | None = Field(
+        default=None, description='Failed items tolerated: a count or a percentage like "10%".'
+    )
+    suspend: bool | None = None
+    active_deadline_seconds: int | None = Field(default=None, ge=1)
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+
+
+class BatchMetadata(_Spec):
+    name: BatchName
+    namespace: BatchName | None = Field(
+        default=None, description="Default: the api's KUBE_NAMESPACE."
+    )
+
+
+class BatchCreate(_Spec):
+    """An ImageBatch to create: the resource as in `examples/imagebatch.yaml`, as JSON."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "metadata": {"name": "holiday-photos"},
+                    "spec": {"source": {"urls": ["https://example.com/a.jpg"]}},
+                }
+            ]
+        },
+    )
+
+    api_version: Literal["imagejobs.io/v1alpha1"] = "imagejobs.io/v1alpha1"
+    kind: Literal["ImageBatch"] = "ImageBatch"
+    metadata: BatchMetadata
+    spec: BatchSpec
+
+    def manifest(self, namespace: str) -> dict[str, Any]:
+        """The object to send to the API server; unset fields are left to the CRD's defaults."""
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": self.metadata.name, "namespace": namespace},
+            "spec": self.spec.model_dump(by_alias=True, exclude_unset=True, mode="json"),
+        }
+
+
+class Condition(BaseModel):
+    type: str
+    status: str
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: str | None = None
+
+
+class Batch(BaseModel):
+    """One ImageBatch: its progress in a few fields, plus the raw spec and status."""
+
+    name: str
+    namespace: str
+    created: datetime | None = None
+    phase: str | None = Field(default=None, description="Pending, Publishing, Running, ...")
+    progress: str | None = Field(default=None, description='"done/total" as the operator reports.')
+    total: int = 0
+    published: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    queued: int = 0
+    workers: int = 0
+    percent: float = Field(default=0.0, description="Finished items (succeeded + failed) in %.")
+    conditions: list[Condition] = Field(default_factory=list)
+    spec: dict[str, Any] = Field(default_factory=dict)
+    status: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchList(BaseModel):
+    namespace: str
+    items: list[Batch]
+
+
+def _count(status: dict[str, Any], key: str) -> int:
+    value = status.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def batch_view(obj: dict[str, Any]) -> Batch:
+    """Summarise an ImageBatch object as the API server returned it."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+    assert isinstance(status, dict)
+    total, succeeded, failed = (_count(status, k) for k in ("total", "succeeded", "failed"))
+    conditions = []
+    for raw in status.get("conditions") or []:
+        if isinstance(raw, dict) and isinstance(raw.get("type"), str):
+            conditions.append(
+                Condition(
+                    type=raw["type"],
+                    status=str(raw.get("status", "Unknown")),
+                    reason=_text(raw.get("reason")),
+                    message=_text(raw.get("message")),
+                    last_transition_time=_text(raw.get("lastTransitionTime")),
+                )
+            )
+    created = meta.get("creationTimestamp")
+    return Batch(
+        name=str(meta.get("name", "")),
+        namespace=str(meta.get("namespace", "")),
+        created=created if isinstance(created, datetime | str) else None,
+        phase=_text(status.get("phase")),
+        progress=_text(status.get("progress")),
+        total=total,
+        published=_count(status, "published"),
+        succeeded=succeeded,
+        failed=failed,
+        retried=_count(status, "retried"),
+        queued=_count(status, "queued"),
+        workers=_count(status, "workers"),
+        percent=round(100.0 * min(succeeded + failed, total) / total, 1) if total else 0.0,
+        conditions=conditions,
+        spec=obj.get("spec") if isinstance(obj.get("spec"), dict) else {},
+        status={k: v for k, v in status.items() if k != "kopf"},
+    )

@@ -1,0 +1,36 @@
+"""The long-lived objects routes work with, built by the app's lifespan and injected per request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Request
+
+from imagebatch.api.errors import DependencyUnavailable
+from imagebatch.api.kube import BatchClient
+from imagebatch.api.metrics import ApiMetrics
+from imagebatch.api.publisher import Publisher
+from imagebatch.api.settings import ApiSettings
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request handler may need; one instance per running app."""
+
+    settings: ApiSettings
+    pool: asyncpg.Pool
+    publisher: Publisher
+    metrics: ApiMetrics
+    batches: BatchClient
+
+
+def get_services(request: Request) -> Services:
+    services: Services | None = getattr(request.app.state, "services", None)
+    if services is None:
+        raise DependencyUnavailable("the api is still starting")
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

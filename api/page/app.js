@@ -1,0 +1,265 @@
+// The ImageBatch page: upload, add URLs, and watch batches and recent images update by polling.
+// Plain browser JavaScript, no build step. All data is inserted with textContent, never as HTML.
+"use strict";
+
+const REFRESH_MS = 2000;
+const RECENT_LIMIT = 24;
+
+const $ = (id) => document.getElementById(id);
+const rel = (url) => url.replace(/^\//, ""); // relative, so the page also works under a path prefix
+
+async function problemText(response) {
+  try {
+    const body = await response.json();
+    return body.detail || response.statusText;
+  } catch {
+    return response.statusText || `HTTP ${response.status}`;
+  }
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// ---- recent images ----------------------------------------------------------------------------
+
+const tiles = new Map(); // job id -> {node, status}
+
+function tileLabel(job) {
+  if (job.url.startsWith("upload:")) return "upload " + job.id.slice(0, 8);
+  try {
+    const path = new URL(job.url).pathname.split("/").filter(Boolean);
+    return path.length ? decodeURIComponent(path[path.length - 1]) : job.url;
+  } catch {
+    return job.id;
+  }
+}
+
+function buildTile(job) {
+  const li = el("li", "tile");
+  li.dataset.id = job.id;
+  li.dataset.status = job.status;
+  const frame = el("div", "frame");
+  if (job.status === "completed" && job.thumbnail_url) {
+    const img = el("img");
+    img.alt = "thumbnail of " + tileLabel(job);
+    img.src = rel(job.thumbnail_url);
+    frame.append(img);
+  } else {
+    frame.textContent = job.status === "failed" ? "failed" : job.status + "…";
+  }
+  const meta = el("div", "meta");
+  const label = el("span", "label", tileLabel(job));
+  label.title = job.url;
+  meta.append(label, el("span", "badge " + job.status, job.status));
+  li.append(frame, meta);
+  if (job.error) li.append(el("div", "error", job.error));
+  return li;
+}
+
+function renderRecent(data) {
+  for (const [state, n] of Object.entries(data.counts)) {
+    const cell = document.querySelector(`[data-count="${state}"]`);
+    if (cell) cell.textContent = String(n);
+  }
+  const list = $("recent");
+  const seen = new Set();
+  let previous = null;
+  for (const job of data.items) {
+    seen.add(job.id);
+    let entry = tiles.get(job.id);
+    if (!entry || entry.status !== job.status) {
+      const node = buildTile(job);
+      if (entry) entry.node.replaceWith(node);
+      entry = { node, status: job.status };
+      tiles.set(job.id, entry);
+    }
+    const want = previous ? previous.nextSibling : list.firstChild;
+    if (want !== entry.node) list.insertBefore(entry.node, want);
+    previous = entry.node;
+  }
+  for (const [id, entry] of tiles) {
+    if (!seen.has(id)) {
+      entry.node.remove();
+      tiles.delete(id);
+    }
+  }
+  $("recent-note").textContent = data.items.length ? "" : "No images yet: upload one above.";
+  watchMine(data.items);
+}
+
+// ---- batches ----------------------------------------------------------------------------------
+
+function renderBatches(batches) {
+  const list = $("batches");
+  list.replaceChildren();
+  for (const b of batches) {
+    const li = el("li", "batch");
+    li.dataset.name = b.name;
+    const top = el("div", "top");
+    top.append(el("span", "name", b.name), el("span", "phase " + (b.phase || ""), b.phase || "New"));
+    const bar = el("div", "bar");
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-valuemin", "0");
+    bar.setAttribute("aria-valuemax", "100");
+    bar.setAttribute("aria-valuenow", String(b.percent));
+    const ok = el("span", "ok");
+    const bad = el("span", "bad");
+    ok.style.width = b.total ? `${(100 * b.succeeded) / b.total}%` : "0";
+    bad.style.width = b.total ? `${(100 * b.failed) / b.total}%` : "0";
+    bar.append(ok, bad);
+    const numbers = el(
+      "div",
+      "numbers",
+      `${b.progress || `${b.succeeded + b.failed}/${b.total}`} · ${b.succeeded} succeeded · ` +
+        `${b.failed} failed · ${b.queued} queued · ${b.workers} worker(s)`
+    );
+    li.append(top, bar, numbers);
+    list.append(li);
+  }
+}
+
+// ---- polling ----------------------------------------------------------------------------------
+
+async function refreshRecent() {
+  const response = await fetch(`images?limit=${RECENT_LIMIT}`, { cache: "no-store" });
+  if (!response.ok) {
+    $("recent-note").textContent = await problemText(response);
+    return;
+  }
+  renderRecent(await response.json());
+}
+
+async function refreshBatches() {
+  const response = await fetch("batches", { cache: "no-store" });
+  if (!response.ok) {
+    renderBatches([]);
+    $("batches-note").textContent = await problemText(response);
+    return;
+  }
+  const data = await response.json();
+  renderBatches(data.items);
+  $("batches-note").textContent = data.items.length
+    ? `Namespace ${data.namespace}`
+    : `No ImageBatch in namespace ${data.namespace}.`;
+}
+
+async function refresh() {
+  await Promise.allSettled([refreshRecent(), refreshBatches()]);
+}
+
+async function loop() {
+  try {
+    await refresh();
+  } finally {
+    setTimeout(loop, REFRESH_MS);
+  }
+}
+
+// ---- upload and URL forms ---------------------------------------------------------------------
+
+const mine = new Map(); // id -> status element text of jobs submitted from this page
+
+function watchMine(items) {
+  for (const job of items) {
+    if (!mine.has(job.id) || mine.get(job.id) === job.status) continue;
+    mine.set(job.id, job.status);
+    const target = job.kind === "upload" ? $("upload-status") : $("task-status");
+    target.classList.toggle("error", job.status === "failed");
+    target.textContent =
+      job.status === "completed"
+        ? `Thumbnail of ${tileLabel(job)} is ready.`
+        : job.status === "failed"
+          ? `Failed: ${job.error || "unknown reason"}`
+          : `${tileLabel(job)} is ${job.status}…`;
+  }
+}
+
+function upload(file) {
+  const status = $("upload-status");
+  const bar = $("upload-progress");
+  const button = $("upload-button");
+  const form = new FormData();
+  form.append("file", file);
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", "uploads");
+  xhr.upload.onprogress = (e) => {
+    if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total;
+  };
+  xhr.onloadend = () => {
+    bar.hidden = true;
+    button.disabled = false;
+    let body = {};
+    try {
+      body = JSON.parse(xhr.responseText);
+    } catch {}
+    if (xhr.status === 202) {
+      status.classList.remove("error");
+      status.textContent = `Uploaded ${file.name}; making the thumbnail…`;
+      mine.set(body.id, "pending");
+      refresh();
+    } else {
+      status.classList.add("error");
+      status.textContent = body.detail || `Upload failed (HTTP ${xhr.status || "no answer"})`;
+    }
+  };
+  bar.value = 0;
+  bar.hidden = false;
+  button.disabled = true;
+  status.classList.remove("error");
+  status.textContent = `Uploading ${file.name}…`;
+  xhr.send(form);
+}
+
+function setUpForms() {
+  const input = $("file");
+  const drop = $("drop");
+  input.addEventListener("change", () => {
+    if (input.files.length) $("drop-text").textContent = input.files[0].name;
+  });
+  $("upload-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (input.files.length) upload(input.files[0]);
+  });
+  for (const name of ["dragenter", "dragover"]) {
+    drop.addEventListener(name, (e) => {
+      e.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    drop.addEventListener(name, () => drop.classList.remove("over"));
+  }
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    if (e.dataTransfer.files.length) upload(e.dataTransfer.files[0]);
+  });
+
+  $("task-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const status = $("task-status");
+    const url = $("task-url").value.trim();
+    const response = await fetch("tasks", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ url, ops: ["thumbnail"] }),
+    });
+    if (response.status === 202) {
+      const body = await response.json();
+      mine.set(body.id, "pending");
+      status.classList.remove("error");
+      status.textContent = "Queued.";
+      $("task-url").value = "";
+      refresh();
+    } else {
+      status.classList.add("error");
+      status.textContent = await problemText(response);
+    }
+  });
+}
+
+setUpForms();
+loop();

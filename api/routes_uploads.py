@@ -1,0 +1,182 @@
+"""POST /uploads: an original sent by a person, stored on the shared volume and queued.
+
+The type comes from the file's magic bytes (and Pillow must be able to read its header), the
+stored name from the new id (`<id>.<ext>`), never from the client. The size limit is enforced
+twice: from Content-Length before the body is read, and while it streams in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import unicodedata
+import uuid
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+from fastapi import APIRouter, File, Response, UploadFile
+from PIL import Image, UnidentifiedImageError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from imagebatch.api import store
+from imagebatch.api.deps import ServicesDep
+from imagebatch.api.errors import (
+    DependencyUnavailable,
+    PayloadTooLarge,
+    UnsupportedMedia,
+    problem_response,
+    responses,
+)
+from imagebatch.api.models import UploadAccepted
+from imagebatch.api.publisher import PublishFailed
+from imagebatch.api.sniff import ACCEPTED, HEADER_BYTES, ImageType, sniff
+from imagebatch.core.messages import UPLOAD_SCHEME, ImageJob
+
+MULTIPART_OVERHEAD = 64 * 1024
+"""Room for multipart boundaries and part headers on top of the file itself."""
+
+router = APIRouter(tags=["uploads"])
+
+
+def too_large(limit: int) -> str:
+    return f"the upload is larger than the limit of {limit} bytes; send a smaller image"
+
+
+class UploadLimitMiddleware:
+    """Refuses oversize POST /uploads bodies early, by header and while streaming."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, path: str = "/uploads") -> None:
+        self.app = app
+        self.max_body = max_bytes + MULTIPART_OVERHEAD
+        self.max_bytes = max_bytes
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            await problem_response(413, too_large(self.max_bytes))(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body:
+                raise StarletteHTTPException(413, too_large(self.max_bytes))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def clean_filename(name: str | None) -> str | None:
+    """The client's file name, fit for display and storage (no control characters, ≤ 255)."""
+    if not name:
+        return None
+    text = name.encode("utf-8", "replace").decode("utf-8")
+    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
+    return text[:255] or None
+
+
+def store_original(source: BinaryIO, folder: Path, name: str) -> Path:
+    """Copy the upload to `folder/name` atomically (a reader never sees half a file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    source.seek(0)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, 1024 * 1024)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def readable_header(path: Path, kind: ImageType) -> str | None:
+    """None when Pillow reads the header as `kind`, else why not."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Image.DecompressionBombError as exc:
+        return f"the image has too many pixels: {exc}"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        return f"the file starts like {kind.content_type} but cannot be read as one ({exc})"
+    if width < 1 or height < 1:
+        return "the image has no pixels"
+    return None
+
+
+@router.post(
+    "/uploads",
+    status_code=202,
+    response_model=UploadAccepted,
+    responses=responses(413, 415, 422, 503),
+    summary="Upload an image to thumbnail",
+)
+async def create_upload(
+    file: Annotated[UploadFile, File(description="The image (JPEG, PNG, GIF, WebP, BMP or TIFF).")],
+    response: Response,
+    services: ServicesDep,
+) -> UploadAccepted:
+    """Store the original as `<UPLOADS_DIR>/<id>.<ext>`, record it, publish its job."""
+    settings = services.settings
+    head = await file.read(HEADER_BYTES)
+    size = file.size if file.size is not None else len(head)
+    if size > settings.max_upload_bytes:
+        raise PayloadTooLarge(too_large(settings.max_upload_bytes))
+    kind = sniff(head)
+    if kind is None:
+        names = ", ".join(t.content_type for t in ACCEPTED)
+        what = "the file is empty" if not head else "the file is not an image the workers can read"
+        raise UnsupportedMedia(f"{what}; accepted types (recognised by content): {names}")
+    upload_id = str(uuid.uuid4())
+    name = f"{upload_id}.{kind.extension}"
+    try:
+        path = await asyncio.to_thread(store_original, file.file, settings.uploads_dir, name)
+    except OSError as exc:
+        raise DependencyUnavailable(f"cannot store the upload under UPLOADS_DIR: {exc}") from exc
+    problem = await asyncio.to_thread(readable_header, path, kind)
+    if problem is not None:
+        path.unlink(missing_ok=True)
+        raise UnsupportedMedia(problem)
+    record = store.UploadRecord(
+        id=upload_id,
+        url=f"{UPLOAD_SCHEME}{name}",
+        filename=clean_filename(file.filename),
+        content_type=kind.content_type,
+        bytes=size,
+        path=name,
+    )
+    try:
+        await store.insert_upload(services.pool, record)
+        job = ImageJob.model_validate({"url": record.url, "ops": ["thumbnail"], "id": upload_id})
+        await services.publisher.publish([job])
+    except PublishFailed:
+        await store.delete_job(services.pool, upload_id)
+        path.unlink(missing_ok=True)
+        raise
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    await store.mark_published(services.pool, [upload_id])
+    services.metrics.jobs_accepted.labels("upload").inc()
+    response.headers["Location"] = f"/images/{upload_id}"
+    return UploadAccepted(
+        id=upload_id,
+        status="pending",
+        status_url=f"/images/{upload_id}",
+        thumbnail_url=f"/images/{upload_id}/thumbnail",
+        filename=record.filename,
+        content_type=kind.content_type,
+        bytes=size,
+    )

@@ -1,0 +1,61 @@
+"""The api's settings: the contract's environment variables plus the limits it enforces.
+
+Read once at start-up by `__main__` (`ApiSettings()`), passed to `create_app`; tests build the
+object with explicit values instead of touching the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from imagebatch.core.settings import CommonSettings
+
+
+class ApiSettings(CommonSettings):
+    """Everything `imagebatch-api` can be told; each field is its upper-cased env variable."""
+
+    host: str = Field(default="0.0.0.0", description="Address uvicorn listens on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port uvicorn listens on.")
+    output_dir: Path = Field(
+        default=Path("/data"), description="Where workers write thumbnails (read-only for the api)."
+    )
+    uploads_dir: Path = Field(
+        default=Path("/data/uploads"),
+        description="Shared volume where uploaded originals are stored for the workers.",
+    )
+    max_upload_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1, description="Largest original POST /uploads accepts."
+    )
+    enqueue_default: int = Field(
+        default=200, ge=1, description="Rows POST /enqueue takes when no limit is given."
+    )
+    enqueue_max: int = Field(
+        default=5000, ge=1, description="Upper bound of POST /enqueue?limit=N."
+    )
+    publish_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long a publish may wait for the broker's confirm."
+    )
+    startup_timeout_seconds: float = Field(
+        default=30.0, ge=0, description="How long start-up waits for PostgreSQL to answer."
+    )
+    broker_retry_seconds: float = Field(
+        default=3.0, gt=0, description="Pause between attempts to (re)connect to RabbitMQ."
+    )
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="Kubeconfig for /batches (env KUBECONFIG); in a pod: the service account.",
+    )
+    kubernetes_service_host: str | None = Field(
+        default=None, description="Set by Kubernetes inside a pod; selects in-cluster config."
+    )
+    kube_namespace: str = Field(
+        default="default", description="Namespace of /batches when a request names none."
+    )
+    kube_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of each call to the Kubernetes API server."
+    )
+    page_refresh_seconds: float = Field(
+        default=2.0, gt=0, description="How often the web page polls for progress."
+    )
