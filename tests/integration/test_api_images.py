@@ -52,7 +52,9 @@ async def test_a_completed_job_shows_paths_sizes_and_timestamps_and_serves_its_t
     assert status["outputs"][0]["path"] == f"{task_id}.jpg"
     assert (status["outputs"][0]["width"], status["outputs"][0]["height"]) == (256, 192)
     assert status["source"] == {"bytes": 1234, "width": 640, "height": 480}
-    assert status["started_at"] and status["completed_at"] and status["created_at"]
+    assert status["started_at"]
+    assert status["completed_at"]
+    assert status["created_at"]
     assert thumbnail.status_code == 200
     assert thumbnail.headers["content-type"] == "image/jpeg"
     with Image.open(io.BytesIO(thumbnail.content)) as image:
