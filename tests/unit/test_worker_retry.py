@@ -1,0 +1,59 @@
+"""Backoff, delay tiers and the attempt header: how a transient failure is retried later."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from imagebatch.core.headers import ATTEMPT, attempt_of
+from imagebatch.worker.retry import Backoff, delay_queue_name
+
+
+def test_the_ceiling_doubles_per_attempt_up_to_the_cap() -> None:
+    backoff = Backoff(base=2.0, cap=30.0)
+    assert [backoff.ceiling(n) for n in range(1, 7)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+def test_each_delay_is_jittered_between_half_and_all_of_the_ceiling() -> None:
+    backoff = Backoff(base=2.0, cap=300.0)
+    rng = random.Random(7)
+    delays = [backoff.delay(3, rng=rng) for _ in range(500)]
+    assert min(delays) >= 4.0
+    assert max(delays) <= 8.0
+    assert len({round(d, 3) for d in delays}) > 100, "jitter spreads retries out"
+
+
+def test_a_server_asked_delay_is_honoured_up_to_the_cap() -> None:
+    backoff = Backoff(base=1.0, cap=60.0)
+    rng = random.Random(1)
+    assert backoff.delay(1, at_least=20.0, rng=rng) == 20.0
+    assert backoff.delay(1, at_least=3600.0, rng=rng) == 60.0
+
+
+@pytest.mark.parametrize(
+    ("delay", "tier"), [(0.1, 2.0), (2.0, 2.0), (2.1, 4.0), (7.9, 8.0), (16.0, 16.0), (99, 30.0)]
+)
+def test_a_delay_waits_in_the_smallest_tier_that_holds_it(delay: float, tier: float) -> None:
+    assert Backoff(base=2.0, cap=30.0).tier(delay) == tier
+
+
+def test_delay_queues_are_named_after_their_work_queue_and_ttl() -> None:
+    assert delay_queue_name("images.q", 4000) == "images.q.retry.4000ms"
+
+
+@pytest.mark.parametrize(
+    ("headers", "attempt"),
+    [
+        (None, 1),
+        ({}, 1),
+        ({ATTEMPT: 2}, 2),
+        ({ATTEMPT: b"3"}, 3),
+        ({ATTEMPT: "x"}, 1),
+        ({ATTEMPT: 0}, 1),
+    ],
+)
+def test_the_attempt_header_is_read_defensively(
+    headers: dict[str, object] | None, attempt: int
+) -> None:
+    assert attempt_of(headers) == attempt

@@ -1,0 +1,89 @@
+"""Output names and atomic writes: names from ids only, no partial files, stale temps swept."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from imagebatch.core.messages import decode_job
+from imagebatch.worker.storage import TEMP_PREFIX, TEMP_SUFFIX, Storage, plan_outputs
+
+
+def test_the_seed_short_form_writes_id_dot_jpg_at_the_root() -> None:
+    job = decode_job(b'{"url": "https://example.test/a.jpg", "ops": ["thumbnail"], "id": 42}')
+    [planned] = plan_outputs(job)
+    assert planned.relative == PurePosixPath("42.jpg")
+    assert (planned.spec.width, planned.spec.height, planned.spec.format) == (256, 256, "jpeg")
+
+
+def test_full_ops_write_prefix_id_size_and_extension() -> None:
+    job = decode_job(
+        b'{"url": "https://example.test/../../etc/passwd.jpg", "id": "abc", "output": "holiday",'
+        b' "ops": [{"thumbnail": {"width": 128, "height": 96, "format": "webp"}},'
+        b' {"thumbnail": {"width": 640, "height": 480}}]}'
+    )
+    assert [str(p.relative) for p in plan_outputs(job)] == [
+        "holiday/abc_128x96.webp",
+        "holiday/abc_640x480.jpg",
+    ]
+
+
+def test_a_batch_job_without_output_uses_the_batch_folder() -> None:
+    job = decode_job(b'{"url": "https://example.test/a.jpg", "id": "i1", "batch": "ns/b"}')
+    assert [str(p.relative) for p in plan_outputs(job)] == ["ns/b/i1_256x256.jpg"]
+
+
+def test_two_ops_naming_the_same_file_make_it_once() -> None:
+    job = decode_job(
+        b'{"url": "https://example.test/a.jpg", "id": "d", "ops": [{"thumbnail": {}},'
+        b' {"thumbnail": {"fit": "cover"}}]}'
+    )
+    assert len(plan_outputs(job)) == 1
+
+
+def test_a_write_is_complete_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    assert storage.write(PurePosixPath("a/b/c.jpg"), b"data") is True
+    assert (tmp_path / "a/b/c.jpg").read_bytes() == b"data"
+    assert [p.name for p in (tmp_path / "a/b").iterdir()] == ["c.jpg"]
+
+
+def test_an_existing_output_is_not_written_again(tmp_path: Path) -> None:
+    storage = Storage(tmp_path, fsync=False)
+    storage.write(PurePosixPath("x.jpg"), b"first")
+    assert storage.write(PurePosixPath("x.jpg"), b"second") is False
+    assert (tmp_path / "x.jpg").read_bytes() == b"first"
+
+
+def test_a_failed_write_removes_its_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = Storage(tmp_path)
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    from imagebatch.core.errors import TransientError
+
+    with pytest.raises(TransientError, match="disk full"):
+        storage.write(PurePosixPath("y.jpg"), b"data")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_sweep_removes_only_old_temp_files(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    old = tmp_path / "sub" / f"{TEMP_PREFIX}a.jpg.123{TEMP_SUFFIX}"
+    fresh = tmp_path / f"{TEMP_PREFIX}b.jpg.456{TEMP_SUFFIX}"
+    keep = tmp_path / "sub" / "a.jpg"
+    for path in (old, fresh, keep):
+        path.write_bytes(b"x")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert Storage(tmp_path).sweep(older_than=600) == 1
+    assert not old.exists()
+    assert fresh.exists()
+    assert keep.exists()

@@ -1,0 +1,56 @@
+"""`imagebatch-worker` / `python -m imagebatch.worker`: read the settings once, run until
+SIGTERM or SIGINT, drain, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import warnings
+
+from PIL import Image
+
+from imagebatch.worker.service import WorkerService
+from imagebatch.worker.settings import WorkerSettings
+from imagebatch.worker.tracing import enable_tracing
+
+log = logging.getLogger("imagebatch.worker")
+
+
+async def serve(settings: WorkerSettings) -> None:
+    """Run one worker until a termination signal, then shut it down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    provider = None
+    if settings.otel_exporter_otlp_endpoint:
+        provider = enable_tracing(
+            otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+            service_name=settings.otel_service_name,
+        )
+    await WorkerService(settings, tracer_provider=provider).run(stop)
+
+
+def main() -> int:
+    settings = WorkerSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Pillow's own bomb check warns below its error threshold; ours (MAX_PIXELS) refuses first.
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    Image.MAX_IMAGE_PIXELS = settings.max_pixels
+    try:
+        asyncio.run(serve(settings))
+    except Exception:
+        log.exception("worker failed")
+        return 1
+    log.info("worker stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

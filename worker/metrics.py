@@ -1,0 +1,68 @@
+"""Prometheus metrics of one worker, in a registry of its own.
+
+A private registry (not prometheus_client's global one) lets several workers live in one test
+process and keeps the names exactly as documented.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class WorkerMetrics:
+    """The counters, gauge and histograms `/metrics` exposes."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.processed = Counter(
+            "worker_tasks_processed",
+            "Jobs completed (thumbnails written and recorded).",
+            registry=self.registry,
+        )
+        self.failed = Counter(
+            "worker_tasks_failed",
+            "Jobs dead-lettered, by failure code.",
+            ["code"],
+            registry=self.registry,
+        )
+        self.retried = Counter(
+            "worker_tasks_retried",
+            "Jobs sent to a delay queue for another attempt.",
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "worker_tasks_duplicate",
+            "Deliveries of jobs already completed (acked without work).",
+            registry=self.registry,
+        )
+        self.requeued = Counter(
+            "worker_tasks_requeued",
+            "Deliveries returned to the queue because the database did not answer.",
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "worker_tasks_in_flight",
+            "Messages being processed now.",
+            registry=self.registry,
+        )
+        self.task_duration = Histogram(
+            "worker_task_duration_seconds",
+            "Time from delivery to ack, by outcome.",
+            ["outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage_duration = Histogram(
+            "worker_stage_duration_seconds",
+            "Time spent in each stage of a job.",
+            ["stage"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.downloaded_bytes = Counter(
+            "worker_downloaded_bytes",
+            "Bytes of originals downloaded.",
+            registry=self.registry,
+        )

@@ -1,0 +1,157 @@
+"""Retrying later and dead-lettering: the two ways a message leaves the worker unsuccessfully.
+
+Debian's RabbitMQ 3.10 has no delayed-message exchange, so a retry is a re-publish of the original
+body into a *delay queue*: a queue nobody consumes, whose messages expire after the delay and are
+then dead-lettered (by the broker) straight back to the work queue they came from through the
+default exchange. One delay queue per delay tier (base·2ⁿ, capped) keeps RabbitMQ's
+expire-at-the-head rule harmless: within a queue every message waits at most the queue's TTL, and
+each message additionally carries its own jittered, shorter expiration. Idle delay queues delete
+themselves (`x-expires`, always longer than their TTL and reset by the declaration made before
+every retry publish, so a queue never disappears with a message in it).
+
+The attempt number travels in our own header (`imagebatch.core.headers.ATTEMPT`); a dead-lettered
+message carries the reason, a machine-readable code, the attempt count, the work queue to replay
+it into and the time it failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+
+from imagebatch.core import headers as h
+from imagebatch.core.topology import DEAD_LETTER_ROUTING_KEY
+
+MAX_REASON_LENGTH = 1000
+DELAY_QUEUE_IDLE_MS = 3_600_000
+"""How long an unused delay queue outlives its TTL before the broker deletes it."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with "equal jitter": attempt n waits between half and all of
+    base·2ⁿ⁻¹ (capped), never less than a delay the server asked for (Retry-After)."""
+
+    base: float
+    cap: float
+
+    def ceiling(self, attempt: int) -> float:
+        """Longest wait after failed attempt number `attempt` (1-based)."""
+        return float(min(self.cap, self.base * 2.0 ** max(0, attempt - 1)))
+
+    def delay(self, attempt: int, *, at_least: float | None = None, rng: random.Random) -> float:
+        ceiling = self.ceiling(attempt)
+        chosen = rng.uniform(ceiling / 2, ceiling)
+        if at_least is not None:
+            chosen = max(chosen, min(self.cap, at_least))
+        return chosen
+
+    def tier(self, delay: float) -> float:
+        """The delay queue's TTL for a wait of `delay`: the smallest base·2ⁿ ≥ delay, or the cap."""
+        if delay >= self.cap:
+            return self.cap
+        steps = max(0, math.ceil(math.log2(max(delay, self.base) / self.base) - 1e-9))
+        return float(min(self.cap, self.base * 2.0**steps))
+
+
+def delay_queue_name(work_queue: str, ttl_ms: int) -> str:
+    return f"{work_queue}.retry.{ttl_ms}ms"
+
+
+def _carried_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """The original headers, minus what describes an earlier failure (ours or the broker's)."""
+    return {
+        k: v
+        for k, v in (message.headers or {}).items()
+        if k not in h.DEAD_LETTER_ONLY and not k.startswith(("x-first-death", "x-last-death"))
+    }
+
+
+def _copy(
+    message: AbstractIncomingMessage, headers: Mapping[str, Any], **extra: Any
+) -> aio_pika.Message:
+    """A persistent message with the original body bytes (never re-encoded: re-encoding would
+    change what the producer sent, e.g. the seed's short form) and properties."""
+    return aio_pika.Message(
+        body=message.body,
+        headers=dict(headers),
+        content_type=message.content_type or "application/json",
+        content_encoding=message.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        timestamp=message.timestamp,
+        type=message.type,
+        app_id=message.app_id,
+        **extra,
+    )
+
+
+class Redelivery:
+    """Publishes retries and dead letters on the consumer's confirm channel, so each returns
+    only once the broker holds the new copy (and the caller may then ack the original)."""
+
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        dead_letter_exchange: AbstractExchange,
+        work_queue: str,
+        backoff: Backoff,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._channel = channel
+        self._dlx = dead_letter_exchange
+        self._work_queue = work_queue
+        self.backoff = backoff
+        self._rng = rng or random.Random()
+
+    async def retry(
+        self, message: AbstractIncomingMessage, failed_attempt: int, *, at_least: float | None
+    ) -> float:
+        """Send the message back after a backoff, as attempt `failed_attempt + 1`; returns the
+        delay chosen."""
+        delay = self.backoff.delay(failed_attempt, at_least=at_least, rng=self._rng)
+        ttl_ms = max(1, round(self.backoff.tier(delay) * 1000))
+        name = delay_queue_name(self._work_queue, ttl_ms)
+        await self._channel.declare_queue(
+            name,
+            durable=True,
+            arguments={
+                "x-message-ttl": ttl_ms,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self._work_queue,
+                "x-expires": ttl_ms + DELAY_QUEUE_IDLE_MS,
+            },
+        )
+        carried = _carried_headers(message)
+        carried[h.ATTEMPT] = failed_attempt + 1
+        carried[h.QUEUE] = self._work_queue
+        copy = _copy(message, carried, expiration=max(0.001, min(delay, ttl_ms / 1000)))
+        await self._channel.default_exchange.publish(copy, routing_key=name, mandatory=True)
+        return delay
+
+    async def dead_letter(
+        self, message: AbstractIncomingMessage, *, reason: str, code: str, attempt: int
+    ) -> None:
+        """Send the message to the dead-letter queue with why, how often and from where."""
+        carried = _carried_headers(message)
+        carried.update(
+            {
+                h.REASON: reason[:MAX_REASON_LENGTH],
+                h.CODE: code,
+                h.ATTEMPT: attempt,
+                h.QUEUE: self._work_queue,
+                h.FAILED_AT: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+        )
+        await self._dlx.publish(
+            _copy(message, carried), routing_key=DEAD_LETTER_ROUTING_KEY, mandatory=True
+        )

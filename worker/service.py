@@ -1,0 +1,175 @@
+"""Putting the worker together, and taking it apart again in the right order.
+
+Start: health server (liveness answers during start-up) → sweep stale temp files → PostgreSQL
+(migrations, pool) → shared HTTP client and thread pool → RabbitMQ (robust connection) → consume.
+Stop (SIGTERM/SIGINT): not ready → cancel the consumer → finish in-flight jobs → close the
+connection, client, pool, threads and health server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import asyncpg
+from aio_pika.abc import AbstractRobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from opentelemetry.sdk.trace import TracerProvider
+
+from imagebatch.core.broker import connect
+from imagebatch.core.db import create_pool, migrate
+from imagebatch.worker.address_guard import AddressGuard
+from imagebatch.worker.consumer import Consumer
+from imagebatch.worker.download import Downloader, Limits
+from imagebatch.worker.health import HealthServer
+from imagebatch.worker.metrics import WorkerMetrics
+from imagebatch.worker.pipeline import Pipeline
+from imagebatch.worker.records import DB_ERRORS, JobRecords
+from imagebatch.worker.settings import WorkerSettings
+from imagebatch.worker.storage import Storage
+from imagebatch.worker.tracing import trace_client
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+async def _retrying(
+    what: str,
+    attempt: Callable[[], Awaitable[T]],
+    errors: tuple[type[BaseException], ...],
+    within: float,
+) -> T:
+    """`attempt()` until it succeeds or `within` seconds passed: dependencies start in any
+    order."""
+    deadline = time.monotonic() + within
+    pause = 0.5
+    while True:
+        try:
+            return await attempt()
+        except errors as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s not reachable yet (%r); retrying in %.1fs", what, exc, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
+class WorkerService:
+    """One worker process's resources and their lifecycle."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        metrics: WorkerMetrics | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tracer_provider = tracer_provider
+        self.metrics = metrics or WorkerMetrics()
+        self.storage = Storage(settings.output_dir, fsync=settings.fsync)
+        self.health = HealthServer(
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            registry=self.metrics.registry,
+            ready=self.ready,
+        )
+        self.downloader: Downloader | None = None
+        self.consumer: Consumer | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._connection: AbstractRobustConnection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._stopping = False
+
+    def ready(self) -> bool:
+        return not self._stopping and self.consumer is not None and self.consumer.consuming
+
+    async def start(self) -> None:
+        settings = self.settings
+        await self.health.start()
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
+        swept = await asyncio.to_thread(self.storage.sweep, older_than=settings.stale_temp_seconds)
+        if swept:
+            log.info("removed %d stale temp files", swept)
+        await _retrying(
+            "PostgreSQL",
+            lambda: migrate(settings.database_url),
+            DB_ERRORS,
+            settings.startup_timeout_seconds,
+        )
+        self._pool = await create_pool(
+            settings.database_url, min_size=1, max_size=settings.concurrency + 2
+        )
+        records = JobRecords(self._pool)
+        self._executor = ThreadPoolExecutor(
+            settings.transform_threads, thread_name_prefix="thumbnail"
+        )
+        self.downloader = Downloader(
+            Limits.from_settings(settings),
+            AddressGuard.from_settings(
+                settings.allow_private_sources, settings.allowed_source_networks
+            ),
+            uploads_dir=settings.uploads_dir,
+            user_agent=settings.user_agent,
+        )
+        if self.tracer_provider is not None:
+            trace_client(self.downloader.client, self.tracer_provider)
+        pipeline = Pipeline(
+            downloader=self.downloader,
+            storage=self.storage,
+            records=records,
+            executor=self._executor,
+            metrics=self.metrics,
+            max_pixels=settings.max_pixels,
+        )
+        self.consumer = Consumer(settings, pipeline, records, self.metrics)
+        self._connection = await _retrying(
+            "RabbitMQ",
+            lambda: connect(settings.rabbit_url),
+            CONNECTION_EXCEPTIONS,
+            settings.startup_timeout_seconds,
+        )
+        await self.consumer.start(self._connection)
+
+    async def stop(self) -> None:
+        """Drain and close; safe to call after a failed or partial start."""
+        self._stopping = True
+        if self.consumer is not None:
+            await self.consumer.stop(self.settings.shutdown_timeout_seconds)
+        if self._connection is not None:
+            try:
+                async with asyncio.timeout(10):
+                    await self._connection.close()
+            except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+                log.warning("broker connection did not close cleanly: %r", exc)
+        if self.downloader is not None:
+            await self.downloader.aclose()
+        if self._pool is not None:
+            await self._pool.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        await self.health.stop()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start, work until `stop` is set, then stop (also when `stop` comes mid-start)."""
+        starting = asyncio.create_task(self.start())
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()
+                log.info("worker ready; health on port %d", self.health.port)
+                await stopped
+            else:
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+            log.info("stopping: finishing in-flight jobs")
+        finally:
+            stopped.cancel()
+            await self.stop()

@@ -1,0 +1,126 @@
+"""Where thumbnails go on disk, and writing them so no reader ever sees half a file.
+
+Names come from the job's id and output prefix (validated by the message schema), never from the
+URL. A file is written to a temp name in its final folder, fsynced, renamed over the final name
+(atomic on POSIX) and the folder fsynced, so a crash at any moment leaves either no file or the
+whole file — plus, at worst, a stale temp file that the start-up sweep removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from imagebatch.core.errors import PermanentError, TransientError
+from imagebatch.core.messages import ImageJob, Thumbnail
+
+TEMP_PREFIX = ".ibtmp-"
+TEMP_SUFFIX = ".part"
+DEFAULT_PREFIX = "tasks"
+"""Folder of thumbnails whose job names neither an output prefix nor a batch."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One output the job will produce: its spec and its path relative to OUTPUT_DIR."""
+
+    spec: Thumbnail
+    relative: PurePosixPath
+
+
+def _checked(relative: PurePosixPath) -> PurePosixPath:
+    if relative.is_absolute() or any(part in ("", ".", "..") for part in relative.parts):
+        raise PermanentError(f"unsafe output path {relative}", code="unsafe_path")
+    return relative
+
+
+def plan_outputs(job: ImageJob) -> list[Planned]:
+    """The outputs of `job`: `<id>.jpg` for the seed's short form, otherwise
+    `<prefix>/<id>_<w>x<h>.<ext>`; two ops naming the same file produce it once."""
+    if job.short_form:
+        return [Planned(job.ops[0].thumbnail, _checked(PurePosixPath(f"{job.id}.jpg")))]
+    prefix = job.output or job.batch or DEFAULT_PREFIX
+    planned: dict[PurePosixPath, Planned] = {}
+    for op in job.ops:
+        spec = op.thumbnail
+        name = f"{job.id}_{spec.width}x{spec.height}.{spec.extension}"
+        relative = _checked(PurePosixPath(prefix) / name)
+        planned.setdefault(relative, Planned(spec, relative))
+    return list(planned.values())
+
+
+class Storage:
+    """Atomic writes under one root folder."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root
+        self.fsync = fsync
+
+    def path(self, relative: PurePosixPath) -> Path:
+        return self.root.joinpath(*relative.parts)
+
+    def exists(self, relative: PurePosixPath) -> bool:
+        return self.path(relative).is_file()
+
+    def size(self, relative: PurePosixPath) -> int:
+        return self.path(relative).stat().st_size
+
+    def write(self, relative: PurePosixPath, data: bytes) -> bool:
+        """Write `data` atomically; False (nothing written) when the file already exists.
+
+        A concurrent writer of the same file (a redelivered duplicate) is harmless: both write
+        complete temp files, the last rename wins, and the contents are equivalent.
+        """
+        final = self.path(relative)
+        if final.is_file():
+            return False
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temp = final.parent / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                with os.fdopen(fd, "wb", closefd=True) as handle:
+                    handle.write(data)
+                    handle.flush()
+                    if self.fsync:
+                        os.fsync(handle.fileno())
+                os.replace(temp, final)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                raise
+            if self.fsync:
+                self._fsync_dir(final.parent)
+        except OSError as exc:
+            raise TransientError(f"cannot write {relative}: {exc}") from exc
+        return True
+
+    @staticmethod
+    def _fsync_dir(folder: Path) -> None:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def sweep(self, *, older_than: float) -> int:
+        """Delete temp files left by a crashed writer, older than `older_than` seconds (other
+        workers sharing the volume may be writing right now); returns how many were removed."""
+        if not self.root.is_dir():
+            return 0
+        cutoff = time.time() - older_than
+        removed = 0
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)):
+                    continue
+                path = Path(folder) / name
+                with contextlib.suppress(FileNotFoundError):
+                    if path.stat().st_mtime <= cutoff:
+                        path.unlink()
+                        removed += 1
+        return removed

@@ -1,0 +1,54 @@
+"""OpenTelemetry for the worker: the shared provider plus the instrumentation packages.
+
+aio-pika's instrumentation opens a consumer span per delivery, continuing the producer's
+`traceparent` (and traces the retry and dead-letter publishes); httpx's traces each download
+request of the worker's own client; asyncpg's traces the queries. The worker adds its own
+`process_image` span with `download`, `transform`, `write` and `record` children. Without an
+OTLP endpoint nothing is installed and every span is a no-op, which costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+from imagebatch.core.telemetry import setup_tracing
+
+SERVICE_NAME = "imagebatch-worker"
+
+
+def _instrumentors() -> tuple[Any, ...]:
+    return (AioPikaInstrumentor(), AsyncPGInstrumentor())  # type: ignore[no-untyped-call]
+
+
+def enable_tracing(
+    *,
+    otlp_endpoint: str | None,
+    service_name: str | None = None,
+    processor: SpanProcessor | None = None,
+) -> TracerProvider:
+    """Install the tracer provider and instrument aio-pika and asyncpg (process-wide)."""
+    provider = setup_tracing(
+        service_name or SERVICE_NAME, otlp_endpoint=otlp_endpoint, processor=processor
+    )
+    for instrumentor in _instrumentors():
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=provider)
+    return provider
+
+
+def disable_tracing() -> None:
+    """Undo `enable_tracing`'s instrumentation (tests)."""
+    for instrumentor in _instrumentors():
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+
+
+def trace_client(client: httpx.AsyncClient, provider: TracerProvider) -> None:
+    """Trace each request of this one client."""
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
