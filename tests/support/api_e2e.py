@@ -1,0 +1,256 @@
+"""End-to-end helpers for the api: the api and the worker as real processes (`python -m …`,
+configured only through their environment variables, exactly as in a pod), and an OTLP/gRPC
+receiver that collects the spans both export.
+
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from imagebatch.core.settings import CommonSettings
+
+SERVICE_ENV = (
+    "RABBIT_URL",
+    "DATABASE_URL",
+    "EXCHANGE",
+    "QUEUE",
+    "DLX",
+    "DLQ",
+    "ROUTING_KEY",
+    "KUBECONFIG",
+    "KUBERNETES_SERVICE_HOST",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "HOST",
+    "PORT",
+)
+"""Variables the parent's environment must not leak into a service started by a test."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def service_env(messaging: CommonSettings, **variables: object) -> dict[str, str]:
+    """A clean environment for a service on the test's servers, plus `variables` (None: unset)."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENV}
+    env.update(
+        RABBIT_URL=messaging.rabbit_url,
+        DATABASE_URL=messaging.database_url,
+        EXCHANGE=messaging.exchange,
+        QUEUE=messaging.queue,
+        DLX=messaging.dlx,
+        DLQ=messaging.dlq,
+        ROUTING_KEY=messaging.routing_key,
+        PYTHONUNBUFFERED="1",
+    )
+    for key, value in variables.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
+@dataclass
+class Service:
+    """A service process started by a test, with its log file."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, wait for a graceful exit (spans flushed), kill if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start(name: str, module: str, env: Mapping[str, str], log_dir: Path) -> Service:
+    log = log_dir / f"{name}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module], env=dict(env), stdout=sink, stderr=subprocess.STDOUT
+        )
+    return Service(name, process, log)
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]],
+    *,
+    within: float,
+    what: str,
+    service: Service | None = None,
+) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if service is not None and service.process.poll() is not None:
+            raise AssertionError(
+                f"{service.name} exited while waiting for {what}:\n{service.output()}"
+            )
+        if time.monotonic() > deadline:
+            logs = f"\n{service.name} log:\n{service.output()}" if service else ""
+            raise AssertionError(f"{what}: not within {within}s{logs}")
+        await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def api_process(
+    messaging: CommonSettings, tmp_path: Path, **variables: object
+) -> AsyncIterator[tuple[str, Service]]:
+    """`python -m imagebatch.api` on a free loopback port; yields (base URL, service)."""
+    port = free_port()
+    env = service_env(
+        messaging,
+        HOST="127.0.0.1",
+        PORT=port,
+        OUTPUT_DIR=tmp_path / "data",
+        UPLOADS_DIR=tmp_path / "data" / "uploads",
+        OTEL_BSP_SCHEDULE_DELAY=100,
+        **variables,
+    )
+    service = start("api", "imagebatch.api", env, tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=2.0) as client:
+
+            async def ready() -> bool:
+                try:
+                    return (await client.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(ready, within=30, what="api ready", service=service)
+        yield base, service
+    finally:
+        service.stop()
+
+
+@asynccontextmanager
+async def worker_process(
+    messaging: CommonSettings, tmp_path: Path, **variables: object
+) -> AsyncIterator[Service]:
+    """`python -m imagebatch.worker` on the test's queues and folders (loopback sources allowed)."""
+    env = service_env(
+        messaging,
+        OUTPUT_DIR=tmp_path / "data",
+        UPLOADS_DIR=tmp_path / "data" / "uploads",
+        METRICS_HOST="127.0.0.1",
+        METRICS_PORT=0,
+        ALLOW_PRIVATE_SOURCES="true",
+        CONCURRENCY=4,
+        TRANSFORM_THREADS=1,
+        OTEL_BSP_SCHEDULE_DELAY=100,
+        **variables,
+    )
+    service = start("worker", "imagebatch.worker", env, tmp_path)
+    try:
+        yield service
+    finally:
+        code = service.stop()
+        assert code == 0, f"worker exited with {code}:\n{service.output()}"
+
+
+@dataclass
+class CollectedSpan:
+    """One span as an OTLP exporter sent it."""
+
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_id: str
+    kind: int
+
+
+@dataclass
+class OtlpReceiver:
+    """An OTLP/gRPC trace receiver on loopback; `spans` grows as exporters send."""
+
+    port: int = 0
+    spans: list[CollectedSpan] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def by_trace(self, trace_id: str) -> list[CollectedSpan]:
+        return [s for s in self.spans if s.trace_id == trace_id]
+
+    def collect(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
+        for resource_spans in request.resource_spans:
+            service = next(
+                (
+                    a.value.string_value
+                    for a in resource_spans.resource.attributes
+                    if a.key == "service.name"
+                ),
+                "",
+            )
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.spans.append(_collected(service, span))
+
+
+def _collected(service: str, span: trace_pb2.Span) -> CollectedSpan:
+    return CollectedSpan(
+        service=service,
+        name=span.name,
+        trace_id=span.trace_id.hex(),
+        span_id=span.span_id.hex(),
+        parent_id=span.parent_span_id.hex(),
+        kind=span.kind,
+    )
+
+
+class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+    def __init__(self, receiver: OtlpReceiver) -> None:
+        self.receiver = receiver
+
+    async def Export(  # noqa: N802  (the gRPC method's name)
+        self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        self.receiver.collect(request)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+@asynccontextmanager
+async def otlp_receiver() -> AsyncIterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    server = grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(receiver), server)
+    receiver.port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield receiver
+    finally:
+        await server.stop(grace=None)
