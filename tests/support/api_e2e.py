@@ -236,7 +236,7 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
     def __init__(self, receiver: OtlpReceiver) -> None:
         self.receiver = receiver
 
-    async def Export(  # noqa: N802  (the gRPC method's name)
+    async def Export(
         self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
     ) -> trace_service_pb2.ExportTraceServiceResponse:
         self.receiver.collect(request)
