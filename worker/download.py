@@ -99,6 +99,35 @@ def _blocked_in_chain(exc: BaseException) -> BlockedAddressError | None:
     return None
 
 
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _classify(
+    exc: BaseException, url: str, refused: BlockedAddressError | None
+) -> PermanentError | TransientError:
+    """What a failed request means. httpx-aiohttp maps every aiohttp connection error to
+    httpx.ConnectTimeout, so the aiohttp cause decides, not the httpx type."""
+    if refused is not None:
+        return PermanentError(
+            f"blocked address: {refused.address} is {refused.why}", code="blocked_address"
+        )
+    if isinstance(exc, httpx.RemoteProtocolError) and "location header" in str(exc):
+        # httpx parses a redirect's Location even when it is not following redirects itself.
+        return PermanentError(f"invalid redirect from {url}: {_short(exc)}", code="invalid_url")
+    cause = exc.__cause__ if isinstance(exc, httpx.HTTPError) and exc.__cause__ else exc
+    if isinstance(exc, httpx.UnsupportedProtocol) or isinstance(cause, aiohttp.InvalidURL):
+        return PermanentError(f"invalid url {url}: {_short(cause)}", code="invalid_url")
+    if isinstance(cause, aiohttp.ClientResponseError):
+        return PermanentError(
+            f"malformed HTTP response from {url}: {_short(cause)}", code="bad_response"
+        )
+    if isinstance(cause, TimeoutError | aiohttp.ServerTimeoutError | httpx.TimeoutException):
+        return TransientError(f"timeout downloading {url}: {type(cause).__name__}")
+    return TransientError(f"cannot download {url}: {type(cause).__name__}: {_short(cause)}")
+
+
 class Downloader:
     """Owns the shared HTTP client; `fetch` turns every failure into a Transient- or
     PermanentError with the cause chained."""
@@ -149,19 +178,11 @@ class Downloader:
             raise TransientError(
                 f"download deadline of {self.limits.deadline:g}s exceeded for {url}"
             ) from exc
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"timeout downloading {url}: {type(exc).__name__}") from exc
-        except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
-            blocked = _blocked_in_chain(exc) or (blocks.refused[0] if blocks.refused else None)
-            if blocked is not None:
-                raise PermanentError(
-                    f"blocked address: {blocked.address} is {blocked.why}", code="blocked_address"
-                ) from exc
-            if isinstance(exc, httpx.UnsupportedProtocol | aiohttp.InvalidURL):
-                raise PermanentError(f"invalid url {url}: {exc}", code="invalid_url") from exc
-            raise TransientError(f"cannot download {url}: {type(exc).__name__}: {exc}") from exc
+        except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
+            refused = _blocked_in_chain(exc) or (blocks.refused[0] if blocks.refused else None)
+            raise _classify(exc, url, refused) from exc
         except (httpx.InvalidURL, ValueError) as exc:
-            raise PermanentError(f"invalid url {url}: {exc}", code="invalid_url") from exc
+            raise PermanentError(f"invalid url {url}: {_short(exc)}", code="invalid_url") from exc
 
     async def _follow(self, url: str) -> Source:
         current = httpx.URL(url)
