@@ -1,0 +1,381 @@
+"""What a user of `docker compose up -d --build` relies on, read from the files themselves (no
+Docker engine runs here): the design's services are all there, built from this repository with
+mounted config files that exist, configured only through the contract's environment variables,
+healthy before their dependants start, and wired to each other consistently — the seed rows to
+the sample server, the services to PostgreSQL, RabbitMQ and the collector, Prometheus to the
+metrics ports, Grafana to Prometheus. Also the Dockerfile's layer order that keeps rebuilds fast."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from imagebatch.core.settings import CommonSettings
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker-compose.yml"
+IMAGE = "imagebatch:dev"
+DESIGN_SERVICES = {
+    "postgres",
+    "rabbitmq",
+    "api",
+    "worker",
+    "samples",
+    "otel-collector",
+    "jaeger",
+    "prometheus",
+    "grafana",
+}
+
+MESSAGING_ENV = {"EXCHANGE", "QUEUE", "DLX", "DLQ", "ROUTING_KEY"}
+CONNECTION_ENV = {"RABBIT_URL", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+CONTRACT_ENV = {
+    "worker": CONNECTION_ENV
+    | MESSAGING_ENV
+    | {
+        "CONCURRENCY",
+        "PREFETCH",
+        "OUTPUT_DIR",
+        "UPLOADS_DIR",
+        "METRICS_PORT",
+        "ALLOW_PRIVATE_SOURCES",
+    },
+    "api": CONNECTION_ENV | MESSAGING_ENV | {"HOST", "PORT", "OUTPUT_DIR", "UPLOADS_DIR"},
+    "samples": set(),
+}
+"""The environment each ImageBatch process is documented to read (DESIGN.md ⚑ sections)."""
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = compose["services"]
+    assert isinstance(found, dict)
+    return found
+
+
+def env(service: dict[str, Any]) -> dict[str, str]:
+    raw = service.get("environment", {})
+    assert isinstance(raw, dict), "environment as a mapping, so each name is checked"
+    return {str(key): str(value) for key, value in raw.items()}
+
+
+def bind_mounts(service: dict[str, Any]) -> list[tuple[Path, str]]:
+    mounts = []
+    for volume in service.get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        if source.startswith("."):
+            mounts.append((REPO / source, target))
+    return mounts
+
+
+def our_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in services.items() if s.get("image") == IMAGE}
+
+
+# --- the stack -----------------------------------------------------------------------------------
+
+
+def test_the_stack_has_every_service_of_the_design(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == DESIGN_SERVICES
+
+
+def test_the_api_the_workers_and_the_sample_server_are_built_from_this_repository(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert set(our_services(services)) == {"api", "worker", "samples"}
+    for name, service in our_services(services).items():
+        build = service["build"]
+        assert (REPO / build["context"]).resolve() == REPO, name
+        assert (REPO / build["context"] / build["dockerfile"]).is_file(), name
+
+
+def test_other_images_are_pinned_to_a_version(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        image = service["image"]
+        tag = image.rpartition(":")[2]
+        assert ":" in image, f"{name}: {image} has no tag"
+        assert tag != "latest", f"{name}: {image}"
+
+
+def test_every_mounted_config_file_exists_in_the_repository(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    mounts = [mount for service in services.values() for mount in bind_mounts(service)]
+    assert len(mounts) >= 5, "seed, collector, prometheus and grafana configs are mounted"
+    for source, target in mounts:
+        assert source.exists(), f"{source} (mounted at {target}) is missing"
+
+
+def test_the_processes_get_only_environment_variables_the_contract_names(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    common = {name.upper() for name in CommonSettings.model_fields}
+    assert common.issuperset(MESSAGING_ENV | CONNECTION_ENV), "the shared settings read these"
+    for name, service in our_services(services).items():
+        assert set(env(service)) <= CONTRACT_ENV[name], name
+
+
+def test_published_ports_are_the_documented_ones_on_loopback_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    published: dict[str, set[int]] = {}
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            host_ip, host_port, container_port = str(port).split(":")
+            assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond this machine"
+            assert host_port == container_port
+            published.setdefault(name, set()).add(int(host_port))
+    assert published["api"] == {8000}
+    assert {5672, 15672} <= published["rabbitmq"]
+    assert published["jaeger"] == {16686}
+    assert published["prometheus"] == {9090}
+    assert published["grafana"] == {3000}
+    assert "worker" not in published, "a published port would stop `--scale worker=N`"
+
+
+def test_servers_have_health_checks_and_dependants_wait_for_them(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("postgres", "rabbitmq", "api", "worker", "samples", "prometheus", "grafana"):
+        assert services[name]["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}, name
+    for name in ("api", "worker"):
+        depends = services[name]["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy", name
+        assert depends["rabbitmq"]["condition"] == "service_healthy", name
+    assert services["worker"]["depends_on"]["samples"]["condition"] == "service_healthy"
+    assert services["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+def test_our_health_checks_probe_the_documented_endpoints(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    def probe(name: str) -> str:
+        return " ".join(services[name]["healthcheck"]["test"])
+
+    assert "http://127.0.0.1:8000/healthz" in probe("api")
+    assert f"http://127.0.0.1:{env(services['worker'])['METRICS_PORT']}/readyz" in probe("worker")
+    assert "http://127.0.0.1:8765/healthz" in probe("samples")
+
+
+# --- wiring --------------------------------------------------------------------------------------
+
+
+def test_api_and_workers_share_the_data_volume_for_thumbnails_and_uploads(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    assert "data" in compose["volumes"]
+    for name in ("api", "worker"):
+        assert "data:/data" in services[name]["volumes"], name
+        assert env(services[name])["OUTPUT_DIR"] == "/data", name
+        assert env(services[name])["UPLOADS_DIR"] == "/data/uploads", name
+
+
+def test_the_services_reach_postgres_with_the_credentials_it_is_given(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    postgres = env(services["postgres"])
+    assert postgres["POSTGRES_DB"] == "images"
+    assert (REPO / "db/init", "/docker-entrypoint-initdb.d") in [
+        (source, target) for source, target in bind_mounts(services["postgres"])
+    ]
+    for name in ("api", "worker"):
+        url = urlsplit(env(services[name])["DATABASE_URL"])
+        assert (url.hostname, url.port, url.path) == ("postgres", 5432, "/images"), name
+        assert (url.username, url.password) == (
+            postgres["POSTGRES_USER"],
+            postgres["POSTGRES_PASSWORD"],
+        )
+
+
+def test_the_services_reach_rabbitmq_with_a_user_allowed_over_the_network(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    rabbit = env(services["rabbitmq"])
+    assert rabbit["RABBITMQ_DEFAULT_USER"] != "guest", "guest may only log in from localhost"
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:3.")
+    assert services["rabbitmq"]["image"].endswith("-management"), "the management UI on 15672"
+    for name in ("api", "worker"):
+        url = urlsplit(env(services[name])["RABBIT_URL"])
+        assert (url.scheme, url.hostname, url.port) == ("amqp", "rabbitmq", 5672), name
+        assert (url.username, url.password) == (
+            rabbit["RABBITMQ_DEFAULT_USER"],
+            rabbit["RABBITMQ_DEFAULT_PASS"],
+        )
+
+
+def test_the_worker_may_fetch_from_the_private_sample_server_and_the_file_says_why(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert env(services["worker"])["ALLOW_PRIVATE_SOURCES"] == "true"
+    assert "ALLOW_PRIVATE_SOURCES" not in env(services["api"])
+    lines = COMPOSE_FILE.read_text().splitlines()
+    setting = next(i for i, line in enumerate(lines) if "ALLOW_PRIVATE_SOURCES:" in line)
+    comment = " ".join(line.strip() for line in lines[setting - 6 : setting] if "#" in line)
+    assert "samples" in comment
+    assert "private" in comment
+
+
+def test_the_seed_rows_point_at_the_sample_server_where_compose_runs_it(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    command = services["samples"]["command"]
+    assert command[:3] == ["python", "-m", "imagebatch.devservers.samples"]
+    flags = dict(zip(command[3::2], command[4::2], strict=True))
+    assert flags["--host"] == "0.0.0.0", "reachable from the other containers"
+    seed = (REPO / "db/init/01-seed.sql").read_text()
+    hosts = set(re.findall(r"http://([a-z0-9.-]+:\d+)/samples/", seed))
+    assert hosts == {f"samples:{flags['--port']}"}
+
+
+def test_traces_go_through_the_collector_to_jaeger(services: dict[str, dict[str, Any]]) -> None:
+    endpoints = {env(services[name])["OTEL_EXPORTER_OTLP_ENDPOINT"] for name in ("api", "worker")}
+    assert endpoints == {"http://otel-collector:4317"}
+    collector_mounts = dict(
+        (target, source) for source, target in bind_mounts(services["otel-collector"])
+    )
+    config_path = collector_mounts["/etc/otelcol/config.yaml"]
+    assert any("/etc/otelcol/config.yaml" in arg for arg in services["otel-collector"]["command"])
+    config = yaml.safe_load(config_path.read_text())
+    assert config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] == "0.0.0.0:4317"
+    exporters = config["service"]["pipelines"]["traces"]["exporters"]
+    jaeger = [config["exporters"][name] for name in exporters if name.startswith("otlp")]
+    assert [exporter["endpoint"] for exporter in jaeger] == ["jaeger:4317"]
+
+
+def test_prometheus_scrapes_the_api_and_every_worker(services: dict[str, dict[str, Any]]) -> None:
+    mounts = dict((target, source) for source, target in bind_mounts(services["prometheus"]))
+    config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["api"]["static_configs"][0]["targets"] == [f"api:{env(services['api'])['PORT']}"]
+    worker_dns = jobs["worker"]["dns_sd_configs"][0]
+    assert worker_dns["names"] == ["worker"]
+    assert worker_dns["port"] == int(env(services["worker"])["METRICS_PORT"])
+    assert {jobs["api"]["metrics_path"], jobs["worker"]["metrics_path"]} == {"/metrics"}
+
+
+def test_grafana_is_provisioned_with_prometheus_and_a_dashboard_that_uses_it(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    mounts = dict((target, source) for source, target in bind_mounts(services["grafana"]))
+    provisioning = mounts["/etc/grafana/provisioning"]
+    datasources = yaml.safe_load((provisioning / "datasources/prometheus.yaml").read_text())
+    (source,) = datasources["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    providers = yaml.safe_load((provisioning / "dashboards/imagebatch.yaml").read_text())
+    dashboards_dir = providers["providers"][0]["options"]["path"]
+    assert mounts[dashboards_dir].is_dir()
+    dashboards = list(mounts[dashboards_dir].glob("*.json"))
+    assert dashboards
+    for path in dashboards:
+        dashboard = json.loads(path.read_text())
+        assert dashboard["panels"]
+        for panel in dashboard["panels"]:
+            assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+            assert all(target["expr"] for target in panel["targets"]), panel["title"]
+
+
+# --- the image -----------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = (REPO / "Dockerfile").read_text()
+    joined = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")),
+    )
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip())
+        for line in joined.splitlines()
+        if line.strip()
+    ]
+
+
+def copied_sources(arguments: str) -> list[str]:
+    parts = [part for part in arguments.split() if not part.startswith("--")]
+    return [part.rstrip("/") for part in parts[:-1]]
+
+
+def test_the_dockerfile_installs_dependencies_before_it_copies_the_source() -> None:
+    steps = dockerfile_instructions()
+    assert steps[0] == ("FROM", "python:3.11-slim")
+    copies = [(i, copied_sources(args)) for i, (op, args) in enumerate(steps) if op == "COPY"]
+    pyproject = next(i for i, sources in copies if "pyproject.toml" in sources)
+    source_copies = {
+        src: i
+        for i, sources in copies
+        for src in sources
+        if src in {"imagebatch", "operator", "worker", "api"}
+    }
+    assert set(source_copies) == {"imagebatch", "operator", "worker", "api"}
+    dependency_install = next(
+        i
+        for i, (op, args) in enumerate(steps)
+        if op == "RUN" and "tomllib" in args and "pip install -r" in args
+    )
+    editable = next(
+        i for i, (op, args) in enumerate(steps) if op == "RUN" and "pip install --no-deps" in args
+    )
+    assert pyproject < dependency_install < min(source_copies.values())
+    assert max(source_copies.values()) < editable
+    assert " -e ." in steps[editable][1] + " "
+
+
+def test_the_image_runs_as_a_numeric_non_root_user_and_defaults_to_the_worker() -> None:
+    steps = dockerfile_instructions()
+    users = [args for op, args in steps if op == "USER"]
+    assert users
+    assert users[-1].split(":")[0].isdigit()
+    assert users[-1].split(":")[0] != "0"
+    assert ("CMD", '["imagebatch-worker"]') in steps
+    exposed = {port for op, args in steps if op == "EXPOSE" for port in args.split()}
+    assert exposed == {"8000", "9100"}
+    assert any(op == "VOLUME" and "/data" in args for op, args in steps)
+
+
+def dockerignored(path: str) -> bool:
+    """Whether Docker leaves `path` out of the build context (last matching pattern wins)."""
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        glob = pattern.lstrip("!").rstrip("/")
+        if any(fnmatch.fnmatchcase(prefix, glob) for prefix in prefixes):
+            ignored = not negated
+    return ignored
+
+
+def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_heavy() -> None:
+    for op, args in dockerfile_instructions():
+        if op == "COPY":
+            for source in copied_sources(args):
+                assert (REPO / source).exists(), source
+                assert not dockerignored(source), f"{source} is copied but .dockerignore drops it"
+    for path in (
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/conftest.py",
+        "imagebatch/__pycache__/x.pyc",
+    ):
+        assert dockerignored(path), path
