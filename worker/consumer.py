@@ -1,6 +1,8 @@
 """The broker side: consume, and the one place that maps an outcome to ack, retry or dead-letter.
 
 - completed, or a duplicate of a job already done: acked;
+- another delivery of the same job is being processed: deferred through a delay queue (no
+  attempt spent), to be acked as a duplicate later;
 - PermanentError (malformed, 4xx, not an image, bomb, blocked address): dead-lettered at once, with
   reason, code and attempt in the headers;
 - TransientError with attempts left: re-published to a delay queue as attempt n+1, then acked;
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from typing import Any
 
@@ -83,6 +86,7 @@ class Consumer:
         self._redelivery: Redelivery | None = None
         self._tracer = trace.get_tracer("imagebatch.worker")
         self.requeue_pause = min(5.0, settings.backoff_seconds)
+        self._rng = random.Random()
 
     @property
     def consuming(self) -> bool:
@@ -196,12 +200,30 @@ class Consumer:
             log.exception("unexpected error on message %s", message.message_id)
             reason = f"internal error: {type(exc).__name__}: {exc}"
             return await self._retry_or_give_up(message, job_id, reason, None, attempt)
+        if outcome.status == "busy":
+            return await self._defer_busy(message, job_id, attempt)
         if outcome.status == "duplicate":
             self.metrics.duplicates.inc()
         else:
             self.metrics.processed.inc()
         await self._ack(message)
         return outcome.status
+
+    async def _defer_busy(
+        self, message: AbstractIncomingMessage, job_id: str | None, attempt: int
+    ) -> str:
+        """Another delivery of this job is being processed: look again later (no attempt is
+        spent), when it will most likely be done and this copy acked as a duplicate."""
+        assert self._redelivery is not None
+        delay = self._redelivery.backoff.delay(1, rng=self._rng)
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                await self._redelivery.defer(message, attempt=attempt, delay=delay)
+        except BROKER_ERRORS as exc:
+            return await self._return(message, f"defer publish failed: {exc!r}")
+        log.info("job %s is being processed by another delivery; looking again later", job_id)
+        await self._ack(message)
+        return "busy"
 
     async def _retry_or_give_up(
         self,

@@ -1,4 +1,4 @@
-"""One job, start to finish: mark processing → download → thumbnail → atomic write → record.
+"""One job, start to finish: claim → download → thumbnail → atomic write → record.
 
 Plain async code with no broker in sight: it returns what happened or raises a Transient- or
 PermanentError, and the consumer decides what that means for the message. Each stage is a child
@@ -21,7 +21,7 @@ from PIL import Image
 from imagebatch.core.messages import ImageJob
 from imagebatch.worker.download import Downloader
 from imagebatch.worker.metrics import WorkerMetrics
-from imagebatch.worker.records import JobRecords, OutputRecord, SourceRecord
+from imagebatch.worker.records import Claim, JobRecords, OutputRecord, SourceRecord
 from imagebatch.worker.storage import Planned, Storage, plan_outputs
 from imagebatch.worker.transform import render
 
@@ -30,9 +30,10 @@ FORMAT_NAMES = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
 
 @dataclass(frozen=True)
 class Outcome:
-    """What processing a job did: `completed` now, or `duplicate` of a job already completed."""
+    """What processing a job did: `completed` now, `duplicate` of a job already completed, or
+    `busy`: another delivery of the same job is being processed right now."""
 
-    status: Literal["completed", "duplicate"]
+    status: Literal["completed", "duplicate", "busy"]
     outputs: tuple[OutputRecord, ...] = ()
     written: int = 0
 
@@ -91,17 +92,23 @@ class Pipeline:
 
     async def process(self, job: ImageJob) -> Outcome:
         """Process `job` once; raises TransientError/PermanentError (causes chained)."""
+        async with self.records.claim(job) as claim:
+            if claim is None:
+                return Outcome(status="busy")
+            with self._stage("begin", job):
+                attempts = await claim.start()
+            if attempts is None:
+                return Outcome(status="duplicate")
+            return await self._make(job, claim)
+
+    async def _make(self, job: ImageJob, claim: Claim) -> Outcome:
         loop = asyncio.get_running_loop()
-        with self._stage("begin", job):
-            attempts = await self.records.start(job)
-        if attempts is None:
-            return Outcome(status="duplicate")
         planned = plan_outputs(job)
         if all(self.storage.exists(p.relative) for p in planned):
             existing = await loop.run_in_executor(
                 self.executor, _describe_existing, self.storage, planned
             )
-            await self.records.complete(job, SourceRecord(None, None, None), existing)
+            await claim.complete(SourceRecord(None, None, None), existing)
             return Outcome(status="completed", outputs=tuple(existing))
 
         with self._stage("download", job) as span:
@@ -134,7 +141,5 @@ class Pipeline:
             for p, r in zip(planned, rendered, strict=True)
         ]
         with self._stage("record", job):
-            await self.records.complete(
-                job, SourceRecord(len(source.data), info.width, info.height), outputs
-            )
+            await claim.complete(SourceRecord(len(source.data), info.width, info.height), outputs)
         return Outcome(status="completed", outputs=tuple(outputs), written=written)

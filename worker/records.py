@@ -1,15 +1,17 @@
 """The job's row in PostgreSQL: the durable record the worker writes before it acks.
 
+JSON columns take Python objects: the pool (`imagebatch.core.db.create_pool`) encodes them.
 A producer may or may not have inserted the row (the api does for tasks and uploads; the seed's
 `/enqueue` and older producers may not), so every write is an upsert keyed by the message id.
-Marking a job `processing` is also how duplicates are recognised: a job already `completed` is
-not processed again, so a redelivered message yields one output and one completion.
+A delivery first claims its job (an advisory lock), then marks it `processing`; a job already
+`completed` is not processed again, and one held by another delivery is left to it, so a
+duplicated message yields one output and one completion.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -83,6 +85,9 @@ UPDATE jobs SET status = 'failed', error = $2, completed_at = now(), updated_at 
  WHERE id = $1 AND status <> 'completed'
 """
 
+LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('imagebatch.job:' || $1, 0))"
+UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('imagebatch.job:' || $1, 0))"
+
 RETRY_SQL = """
 UPDATE jobs SET status = 'pending', error = $2, updated_at = now()
  WHERE id = $1 AND status <> 'completed'
@@ -93,8 +98,54 @@ def _image_id(job: ImageJob) -> int | None:
     return int(job.id) if job_kind(job) == "image" else None
 
 
-def _ops_json(job: ImageJob) -> str:
-    return json.dumps([op.model_dump(mode="json") for op in job.ops])
+def _ops(job: ImageJob) -> list[dict[str, Any]]:
+    return [op.model_dump(mode="json") for op in job.ops]
+
+
+class Claim:
+    """This worker's exclusive hold on one job while it processes it.
+
+    A session-level advisory lock keyed by the job id, held on one pooled connection: a second
+    delivery of the same job (a duplicate published twice, or a redelivery racing a slow first
+    delivery) cannot process it at the same time, and a crashed holder's lock disappears with
+    its connection.
+    """
+
+    def __init__(self, conn: asyncpg.pool.PoolConnectionProxy, job: ImageJob) -> None:
+        self._conn = conn
+        self.job = job
+
+    async def start(self) -> int | None:
+        """Mark the job processing; its attempt count, or None when it is already completed."""
+        job = self.job
+        try:
+            attempts: int | None = await self._conn.fetchval(
+                START_SQL,
+                job.id,
+                job_kind(job),
+                job.url,
+                _ops(job),
+                job.batch,
+                _image_id(job),
+            )
+        except DB_ERRORS as exc:
+            raise RecordError(f"cannot mark job {job.id} processing: {exc}") from exc
+        return attempts
+
+    async def complete(self, source: SourceRecord, outputs: Sequence[OutputRecord]) -> None:
+        """Record success (and `images.processed` for a seed row) in one transaction."""
+        payload = [asdict(o) for o in outputs]
+        try:
+            async with self._conn.transaction():
+                image_id = await self._conn.fetchval(
+                    COMPLETE_SQL, self.job.id, payload, source.bytes, source.width, source.height
+                )
+                if image_id is not None:
+                    await self._conn.execute(
+                        "UPDATE images SET processed = true WHERE id = $1", image_id
+                    )
+        except DB_ERRORS as exc:
+            raise RecordError(f"cannot record completion of {self.job.id}: {exc}") from exc
 
 
 class JobRecords:
@@ -103,36 +154,29 @@ class JobRecords:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def start(self, job: ImageJob) -> int | None:
-        """Mark the job processing; its attempt count, or None when it is already completed."""
+    @contextlib.asynccontextmanager
+    async def claim(self, job: ImageJob) -> AsyncIterator[Claim | None]:
+        """Hold `job` for the duration of the block; None when another delivery holds it."""
         try:
-            attempts: int | None = await self._pool.fetchval(
-                START_SQL,
-                job.id,
-                job_kind(job),
-                job.url,
-                _ops_json(job),
-                job.batch,
-                _image_id(job),
-            )
+            conn = await self._pool.acquire()
         except DB_ERRORS as exc:
-            raise RecordError(f"cannot mark job {job.id} processing: {exc}") from exc
-        return attempts
-
-    async def complete(
-        self, job: ImageJob, source: SourceRecord, outputs: Sequence[OutputRecord]
-    ) -> None:
-        """Record success (and `images.processed` for a seed row) in one transaction."""
-        payload = json.dumps([asdict(o) for o in outputs])
+            raise RecordError(f"cannot reach the database: {exc}") from exc
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                image_id = await conn.fetchval(
-                    COMPLETE_SQL, job.id, payload, source.bytes, source.width, source.height
-                )
-                if image_id is not None:
-                    await conn.execute("UPDATE images SET processed = true WHERE id = $1", image_id)
-        except DB_ERRORS as exc:
-            raise RecordError(f"cannot record completion of {job.id}: {exc}") from exc
+            try:
+                held = await conn.fetchval(LOCK_SQL, job.id)
+            except DB_ERRORS as exc:
+                raise RecordError(f"cannot lock job {job.id}: {exc}") from exc
+            if not held:
+                yield None
+                return
+            try:
+                yield Claim(conn, job)
+            finally:
+                with contextlib.suppress(*DB_ERRORS):
+                    await conn.execute(UNLOCK_SQL, job.id)
+        finally:
+            with contextlib.suppress(*DB_ERRORS):
+                await self._pool.release(conn)
 
     async def fail(self, job_id: str, reason: str) -> None:
         """Record a final failure (a no-op when the row does not exist or already completed)."""
@@ -147,8 +191,3 @@ class JobRecords:
             await self._pool.execute(sql, job_id, reason)
         except DB_ERRORS as exc:
             raise RecordError(f"cannot record the outcome of {job_id}: {exc}") from exc
-
-    async def row(self, job_id: str) -> dict[str, Any] | None:
-        """The job's row (tests and diagnostics)."""
-        record = await self._pool.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
-        return dict(record) if record is not None else None

@@ -65,7 +65,7 @@ def delay_queue_name(work_queue: str, ttl_ms: int) -> str:
     return f"{work_queue}.retry.{ttl_ms}ms"
 
 
-def _carried_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
+def carried_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
     """The original headers, minus what describes an earlier failure (ours or the broker's)."""
     return {
         k: v
@@ -74,7 +74,7 @@ def _carried_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
     }
 
 
-def _copy(
+def copy_message(
     message: AbstractIncomingMessage, headers: Mapping[str, Any], **extra: Any
 ) -> aio_pika.Message:
     """A persistent message with the original body bytes (never re-encoded: re-encoding would
@@ -119,6 +119,12 @@ class Redelivery:
         """Send the message back after a backoff, as attempt `failed_attempt + 1`; returns the
         delay chosen."""
         delay = self.backoff.delay(failed_attempt, at_least=at_least, rng=self._rng)
+        await self.defer(message, attempt=failed_attempt + 1, delay=delay)
+        return delay
+
+    async def defer(self, message: AbstractIncomingMessage, *, attempt: int, delay: float) -> None:
+        """Send the message back to the work queue after `delay` seconds, as attempt `attempt`
+        (the same number when nothing was tried, e.g. another delivery held the job)."""
         ttl_ms = max(1, round(self.backoff.tier(delay) * 1000))
         name = delay_queue_name(self._work_queue, ttl_ms)
         await self._channel.declare_queue(
@@ -131,18 +137,17 @@ class Redelivery:
                 "x-expires": ttl_ms + DELAY_QUEUE_IDLE_MS,
             },
         )
-        carried = _carried_headers(message)
-        carried[h.ATTEMPT] = failed_attempt + 1
+        carried = carried_headers(message)
+        carried[h.ATTEMPT] = attempt
         carried[h.QUEUE] = self._work_queue
-        copy = _copy(message, carried, expiration=max(0.001, min(delay, ttl_ms / 1000)))
+        copy = copy_message(message, carried, expiration=max(0.001, min(delay, ttl_ms / 1000)))
         await self._channel.default_exchange.publish(copy, routing_key=name, mandatory=True)
-        return delay
 
     async def dead_letter(
         self, message: AbstractIncomingMessage, *, reason: str, code: str, attempt: int
     ) -> None:
         """Send the message to the dead-letter queue with why, how often and from where."""
-        carried = _carried_headers(message)
+        carried = carried_headers(message)
         carried.update(
             {
                 h.REASON: reason[:MAX_REASON_LENGTH],
@@ -153,5 +158,5 @@ class Redelivery:
             }
         )
         await self._dlx.publish(
-            _copy(message, carried), routing_key=DEAD_LETTER_ROUTING_KEY, mandatory=True
+            copy_message(message, carried), routing_key=DEAD_LETTER_ROUTING_KEY, mandatory=True
         )

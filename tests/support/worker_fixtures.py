@@ -110,13 +110,13 @@ def job_body(url: str, job_id: str, **extra: Any) -> bytes:
 
 
 async def wait_for(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, interval: float = 0.1
+    check: Callable[[], Awaitable[bool]], *, within: float = 30.0, interval: float = 0.1
 ) -> None:
-    """Poll `check` until it is true; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll `check` until it is true; fail the test after `within` seconds."""
+    deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
 
 
