@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from imagebatch.core.messages import Operation
+from imagebatch.core.messages import Thumbnail
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 """Names and namespaces: lower-case DNS labels (the batch name also names its queue)."""
@@ -25,8 +25,45 @@ SourceUrl = Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")]
 Percent = Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9])%$")]
 
 
+NULLABLE = frozenset({"activeDeadlineSeconds", "ttlSecondsAfterFinished"})
+"""The only spec fields the CRD lets be null; every other optional field is left out instead."""
+
+
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """Publish optional fields as "may be omitted", not "may be null" (as the CRD has them)."""
+    for name, prop in schema.get("properties", {}).items():
+        if name in NULLABLE or not isinstance(prop, dict):
+            continue
+        variants = prop.get("anyOf")
+        if isinstance(variants, list):
+            kept = [v for v in variants if v != {"type": "null"}]
+            if len(kept) == 1:
+                del prop["anyOf"]
+                prop.update(kept[0])
+            else:
+                prop["anyOf"] = kept
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+
+
+def _exactly_one_source(schema: dict[str, Any]) -> None:
+    _not_nullable(schema)
+    schema["oneOf"] = [{"required": ["postgres"]}, {"required": ["urls"]}]
+
+
 class _Spec(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_camel, extra="forbid", json_schema_extra=_not_nullable
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _omitted_not_null(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if value is None and key not in NULLABLE:
+                    raise ValueError(f"{key} must not be null; leave it out to get the default")
+        return data
 
 
 class PostgresSource(_Spec):
@@ -39,6 +76,10 @@ class PostgresSource(_Spec):
 
 class Source(_Spec):
     """Exactly one of `postgres` or `urls`."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, extra="forbid", json_schema_extra=_exactly_one_source
+    )
 
     postgres: PostgresSource | None = None
     urls: list[SourceUrl] | None = Field(default=None, min_length=1, max_length=1000)
@@ -79,11 +120,17 @@ class RetrySpec(_Spec):
     backoff_seconds: int | None = Field(default=None, ge=0, le=3600)
 
 
+class BatchOperation(_Spec):
+    """One entry of `operations`; unlike a task's, the resource always names its kind."""
+
+    thumbnail: Thumbnail
+
+
 class BatchSpec(_Spec):
     """What to process and how; omitted fields get the CRD's defaults."""
 
     source: Source
-    operations: list[Operation] | None = Field(default=None, min_length=1, max_length=8)
+    operations: list[BatchOperation] | None = Field(default=None, min_length=1, max_length=8)
     output: OutputSpec | None = None
     workers: WorkersSpec | None = None
     retry: RetrySpec | None = None

@@ -7,6 +7,7 @@ shape, so a client parses one format and a person reads one `detail` sentence.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,10 +116,34 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return problem_response(422, _summary(problems), errors=problems)
 
 
+UNPARSABLE_BODY = (
+    "the body could not be parsed; send UTF-8 JSON, or multipart/form-data for uploads, "
+    "as /openapi.json describes"
+)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every documented method of this path (Starlette names only the first route's).
+
+    Read from the OpenAPI document, the public contract, so `Allow` and `/openapi.json` agree.
+    """
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods.update(m.upper() for m in item)
+    return sorted(methods)
+
+
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    return problem_response(exc.status_code, detail, headers=exc.headers)
+    if exc.status_code == 400:
+        detail = f"{detail.rstrip('.')}: {UNPARSABLE_BODY}"
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem_response(exc.status_code, detail, headers=headers or None)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -131,7 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for the error codes a route can answer with."""
     descriptions = {
-        400: "The request is malformed.",
+        400: "The body cannot be parsed (not UTF-8 JSON, or broken multipart).",
         404: "No such resource.",
         409: "Conflicts with an existing resource (e.g. Idempotency-Key reused with another body).",
         413: "The upload is larger than the configured limit.",

@@ -20,11 +20,26 @@ JobKind = Literal["image", "batch", "task", "upload"]
 
 _PORT = r"([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_H = r"[0-9A-Fa-f]{1,4}"
+_IPV6 = "|".join(
+    (
+        rf"({_H}:){{7}}{_H}",
+        rf"({_H}:){{1,7}}:",
+        rf"({_H}:){{1,6}}:{_H}",
+        rf"({_H}:){{1,5}}(:{_H}){{1,2}}",
+        rf"({_H}:){{1,4}}(:{_H}){{1,3}}",
+        rf"({_H}:){{1,3}}(:{_H}){{1,4}}",
+        rf"({_H}:){{1,2}}(:{_H}){{1,5}}",
+        rf"{_H}:(:{_H}){{1,6}}",
+        rf":((:{_H}){{1,7}}|:)",
+    )
+)
 URL_PATTERN = (
-    rf"^[Hh][Tt][Tt][Pp][Ss]?://({_LABEL}(\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\])(:{_PORT})?"
+    rf"^[Hh][Tt][Tt][Pp][Ss]?://({_LABEL}(\.{_LABEL})*\.?|\[({_IPV6})\])(:{_PORT})?"
     r"([/?#][!-~]*)?$"
 )
-"""Absolute http(s) URL with a host name or bracketed IP literal and printable ASCII only."""
+"""Absolute http(s) URL: a host name or bracketed IPv6 literal, an optional port, then printable
+ASCII only. The schema publishes this pattern, so generated "valid" URLs are valid here too."""
 _URL_RE = re.compile(URL_PATTERN)
 
 IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"

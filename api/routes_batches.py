@@ -31,6 +31,7 @@ Namespace = Annotated[
 
 @router.get(
     "/batches",
+    operation_id="listBatches",
     response_model=BatchList,
     responses=responses(422, 503),
     summary="ImageBatch resources and their progress",
@@ -44,9 +45,10 @@ async def list_batches(services: ServicesDep, namespace: Namespace = None) -> Ba
 
 @router.post(
     "/batches",
+    operation_id="createBatch",
     status_code=201,
     response_model=Batch,
-    responses=responses(404, 409, 422, 503),
+    responses=responses(400, 404, 409, 422, 503),
     summary="Create an ImageBatch",
 )
 async def create_batch(body: BatchCreate, response: Response, services: ServicesDep) -> Batch:
@@ -60,6 +62,7 @@ async def create_batch(body: BatchCreate, response: Response, services: Services
 
 @router.get(
     "/batches/{name}",
+    operation_id="getBatch",
     response_model=Batch,
     responses=responses(404, 422, 503),
     summary="One ImageBatch",

@@ -63,7 +63,11 @@ def seed_view(image_id: int, url: str, processed: bool, output_dir: Path) -> Job
 
 
 @router.get(
-    "/images", response_model=RecentJobs, responses=responses(422, 503), summary="Recent jobs"
+    "/images",
+    operation_id="listImages",
+    response_model=RecentJobs,
+    responses=responses(422, 503),
+    summary="Recent jobs",
 )
 async def recent(
     services: ServicesDep,
@@ -77,6 +81,7 @@ async def recent(
 
 @router.get(
     "/images/{image_id}",
+    operation_id="getImage",
     response_model=Job,
     responses=responses(404, 422, 503),
     summary="State of an image job",
@@ -88,6 +93,7 @@ async def get_image(image_id: JobId, services: ServicesDep) -> Job:
 
 @router.get(
     "/images/{image_id}/thumbnail",
+    operation_id="getThumbnail",
     response_class=FileResponse,
     responses={
         200: {

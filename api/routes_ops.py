@@ -16,7 +16,7 @@ router = APIRouter(tags=["operations"])
 CHECK_TIMEOUT = 2.0
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness")
+@router.get("/healthz", response_model=Health, summary="Liveness", operation_id="healthz")
 async def healthz() -> Health:
     """The process answers; says nothing about its dependencies (that is /readyz)."""
     return Health(ok=True)
@@ -24,6 +24,7 @@ async def healthz() -> Health:
 
 @router.get(
     "/readyz",
+    operation_id="readyz",
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "A dependency does not answer."}},
     summary="Readiness: PostgreSQL and RabbitMQ answer",
@@ -43,6 +44,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 
 @router.get(
     "/metrics",
+    operation_id="metrics",
     response_class=Response,
     responses={200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE: {}}}},
     summary="Prometheus metrics",

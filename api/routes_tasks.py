@@ -55,15 +55,29 @@ def accepted(row: asyncpg.Record, *, status_url: str) -> Accepted:
     )
 
 
+def job_links(status_operation: str, parameter: str) -> dict[str, Any]:
+    """OpenAPI links from an accepted job to where its state and thumbnail are read."""
+    job_id = "$response.body#/id"
+    return {
+        "status": {"operationId": status_operation, "parameters": {parameter: job_id}},
+        "image": {"operationId": "getImage", "parameters": {"image_id": job_id}},
+        "thumbnail": {"operationId": "getThumbnail", "parameters": {"image_id": job_id}},
+    }
+
+
 def build_router(settings: ApiSettings) -> APIRouter:
     """The task routes; the enqueue bound comes from `settings` so the schema shows it."""
     router = APIRouter(tags=["tasks"])
 
     @router.post(
         "/tasks",
+        operation_id="createTask",
         status_code=202,
         response_model=Accepted,
-        responses=responses(409, 422, 503),
+        responses={
+            202: {"links": job_links("getTask", "task_id")},
+            **responses(400, 409, 422, 503),
+        },
         summary="Thumbnail one image by URL",
     )
     async def create_task(
@@ -116,6 +130,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
 
     @router.get(
         "/tasks/{task_id}",
+        operation_id="getTask",
         response_model=Job,
         responses=responses(404, 422, 503),
         summary="State of a task",
@@ -128,6 +143,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
 
     @router.post(
         "/enqueue",
+        operation_id="enqueue",
         response_model=EnqueueResult,
         responses=responses(422, 503),
         summary="Publish unprocessed rows of the images table",

@@ -33,6 +33,7 @@ from imagebatch.api.errors import (
 )
 from imagebatch.api.models import UploadAccepted
 from imagebatch.api.publisher import PublishFailed
+from imagebatch.api.routes_tasks import job_links
 from imagebatch.api.sniff import ACCEPTED, HEADER_BYTES, ImageType, sniff
 from imagebatch.core.messages import UPLOAD_SCHEME, ImageJob
 
@@ -118,9 +119,13 @@ def readable_header(path: Path, kind: ImageType) -> str | None:
 
 @router.post(
     "/uploads",
+    operation_id="createUpload",
     status_code=202,
     response_model=UploadAccepted,
-    responses=responses(413, 415, 422, 503),
+    responses={
+        202: {"links": job_links("getImage", "image_id")},
+        **responses(400, 413, 415, 422, 503),
+    },
     summary="Upload an image to thumbnail",
 )
 async def create_upload(

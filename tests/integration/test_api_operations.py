@@ -71,20 +71,39 @@ async def test_unknown_paths_and_methods_get_the_same_error_shape(api: httpx.Asy
     assert missing.json() == {"detail": "Not Found"}
     assert wrong_method.status_code == 405
     assert wrong_method.json() == {"detail": "Method Not Allowed"}
+    assert wrong_method.headers["allow"] == "POST"
+
+
+async def test_405_names_every_method_of_the_path(api: httpx.AsyncClient) -> None:
+    response = await api.put("/batches")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+
+
+async def test_a_body_that_cannot_be_parsed_is_400_with_what_to_send(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.post(
+        "/tasks", content=b'{"url": "\x80"}', headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert "send UTF-8 JSON" in response.json()["detail"]
 
 
 CONTRACT = {
     ("get", "/healthz"): set(),
     ("get", "/readyz"): {"503"},
     ("post", "/enqueue"): {"422", "503"},
-    ("post", "/tasks"): {"409", "422", "503"},
+    ("post", "/tasks"): {"400", "409", "422", "503"},
     ("get", "/tasks/{task_id}"): {"404", "422", "503"},
-    ("post", "/uploads"): {"413", "415", "422", "503"},
+    ("post", "/uploads"): {"400", "413", "415", "422", "503"},
     ("get", "/images"): {"422", "503"},
     ("get", "/images/{image_id}"): {"404", "422", "503"},
     ("get", "/images/{image_id}/thumbnail"): {"404", "422", "503"},
     ("get", "/batches"): {"422", "503"},
-    ("post", "/batches"): {"404", "409", "422", "503"},
+    ("post", "/batches"): {"400", "404", "409", "422", "503"},
     ("get", "/batches/{name}"): {"404", "422", "503"},
     ("get", "/metrics"): set(),
 }

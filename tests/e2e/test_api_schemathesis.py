@@ -1,0 +1,78 @@
+"""Schemathesis over the running api's `/openapi.json`: generated valid and invalid requests to
+every operation produce no 5xx and no response that breaks the documented schema, status codes,
+content types or headers.
+
+The api runs as a real process on real PostgreSQL, RabbitMQ and the suite's Kubernetes API
+server, so /batches answers from a cluster rather than with 503.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imagebatch.core.settings import CommonSettings
+from tests.support.api_e2e import api_process
+from tests.support.k8s import KubeCluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.k8s]
+
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+MAX_EXAMPLES = 25
+
+
+@pytest.fixture
+def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
+    name = f"fuzz-{uuid.uuid4().hex[:8]}"
+    kube_cluster.kubectl("create", "namespace", name)
+    yield name
+    kube_cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+async def test_generated_requests_get_no_5xx_and_documented_responses(
+    messaging: CommonSettings, tmp_path: Path, kube_cluster: KubeCluster, namespace: str
+) -> None:
+    async with api_process(
+        messaging,
+        tmp_path,
+        KUBECONFIG=kube_cluster.kubeconfig,
+        KUBE_NAMESPACE=namespace,
+        MAX_UPLOAD_BYTES=256 * 1024,
+    ) as (base, api):
+        result = subprocess.run(
+            [
+                str(SCHEMATHESIS),
+                f"--config-file={CONFIG}",
+                "run",
+                f"{base}/openapi.json",
+                "--checks=all",
+                f"--max-examples={MAX_EXAMPLES}",
+                "--workers=2",
+                "--seed=4",
+                "--generation-database=none",
+                "--request-timeout=15",
+                "--no-color",
+                "--report=junit",
+                f"--report-dir={tmp_path / 'schemathesis'}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+            cwd=tmp_path,
+        )
+        api_log = api.output()
+
+    report = result.stdout + result.stderr
+    (tmp_path / "schemathesis.txt").write_text(report)
+    print(report)  # the figures (operations, test cases, checks) show with -s
+    assert result.returncode == 0, f"schemathesis found problems:\n{report}"
+    assert re.search(r"Tested: 13\b", report), report
+    assert " 500 " not in api_log and "Traceback" not in api_log, api_log
