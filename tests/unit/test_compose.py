@@ -7,6 +7,7 @@ metrics ports, Grafana to Prometheus. Also the Dockerfile's layer order that kee
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import re
@@ -379,3 +380,123 @@ def test_the_build_context_holds_what_the_dockerfile_copies_and_nothing_heavy() 
         "imagebatch/__pycache__/x.pyc",
     ):
         assert dockerignored(path), path
+
+
+# --- the Tiltfile (Starlark, written in the syntax it shares with Python) ------------------------
+
+TILTFILE = REPO / "Tiltfile"
+
+
+class Tiltfile:
+    """The Tiltfile's calls and constants, read with Python's parser (no Tilt here)."""
+
+    def __init__(self) -> None:
+        self.tree = ast.parse(TILTFILE.read_text(), filename="Tiltfile")
+        self.constants: dict[str, Any] = {}
+        for node in self.tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                try:
+                    self.constants[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+
+    def calls(self, name: str) -> list[ast.Call]:
+        return [
+            node
+            for node in ast.walk(self.tree)
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == name
+        ]
+
+    def value(self, node: ast.expr) -> Any:
+        """Literals, the file's constants, and `+` of those."""
+        if isinstance(node, ast.Name):
+            return self.constants[node.id]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            return self.value(node.left) + self.value(node.right)
+        if isinstance(node, ast.List):
+            return [self.value(item) for item in node.elts]
+        return ast.literal_eval(node)
+
+    def kwarg(self, call: ast.Call, name: str) -> Any:
+        (keyword,) = [k for k in call.keywords if k.arg == name]
+        return self.value(keyword.value)
+
+
+def manifest_workloads() -> set[str]:
+    names = set()
+    for path in (REPO / "manifests").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc["kind"] in {"Deployment", "StatefulSet"}:
+                names.add(doc["metadata"]["name"])
+    return names
+
+
+def test_tilt_builds_the_image_the_manifests_run_from_this_repository() -> None:
+    tilt = Tiltfile()
+    (build,) = tilt.calls("docker_build")
+    assert tilt.value(build.args[0]) == IMAGE == tilt.constants["IMAGE"]
+    assert (REPO / tilt.kwarg(build, "context")).resolve() == REPO
+    assert (REPO / tilt.kwarg(build, "dockerfile")).is_file()
+    (kustomization,) = tilt.calls("kustomize")
+    assert (REPO / tilt.value(kustomization.args[0]) / "kustomization.yaml").is_file()
+    crds = [
+        tilt.value(call.args[0])
+        for call in tilt.calls("k8s_yaml")
+        if isinstance(call.args[0], ast.Constant)
+    ]
+    assert all((REPO / path).is_file() for path in crds)
+    assert {path.name for path in (REPO / "crds").glob("*.yaml")} == {Path(p).name for p in crds}
+
+
+def test_live_update_syncs_the_source_the_dockerfile_copies_and_reinstalls_on_pyproject() -> None:
+    tilt = Tiltfile()
+    copied = {
+        src
+        for op, args in dockerfile_instructions()
+        if op == "COPY"
+        for src in copied_sources(args)
+        if (REPO / src).is_dir() and src.count("/") == 0
+    }
+    assert (
+        set(tilt.constants["SOURCE_DIRS"]) == copied == {"imagebatch", "operator", "worker", "api"}
+    )
+    syncs = [call for call in tilt.calls("sync") if isinstance(call.args[0], ast.Constant)]
+    for call in syncs:
+        local, remote = tilt.value(call.args[0]), tilt.value(call.args[1])
+        assert (REPO / local).exists(), local
+        assert remote == f"/app/{local}", "the Dockerfile's WORKDIR, where the editable install is"
+    runs = {tilt.value(call.args[0]): call for call in tilt.calls("run")}
+    reinstall = runs["pip install --no-deps --no-build-isolation -e ."]
+    assert tilt.kwarg(reinstall, "trigger") == ["pyproject.toml"]
+    assert f"{tilt.constants['RESTART_WRAPPER']} --restart" in runs
+    for call in tilt.calls("fall_back_on"):
+        assert all((REPO / path).exists() for path in tilt.value(call.args[0]))
+
+
+def test_the_restart_wrapper_tilt_calls_is_in_the_image() -> None:
+    wrapper = Tiltfile().constants["RESTART_WRAPPER"]
+    assert ("COPY", f"deploy/docker/rerun.sh /usr/local/bin/{wrapper}") in dockerfile_instructions()
+
+
+def test_tilt_names_only_workloads_the_manifests_define_and_forwards_the_uis() -> None:
+    tilt = Tiltfile()
+    resources = {tilt.value(call.args[0]): call for call in tilt.calls("k8s_resource")}
+    assert set(resources) <= manifest_workloads()
+    forwards = {
+        forward
+        for call in resources.values()
+        if any(k.arg == "port_forwards" for k in call.keywords)
+        for forward in tilt.kwarg(call, "port_forwards")
+    }
+    assert {"8000:8000", "15672:15672", "16686:16686"} <= forwards
+    for call in resources.values():
+        if any(k.arg == "resource_deps" for k in call.keywords):
+            assert set(tilt.kwarg(call, "resource_deps")) <= set(resources)
+
+
+def test_keda_is_an_opt_in_of_the_tiltfile() -> None:
+    text = TILTFILE.read_text()
+    assert 'config.define_bool("keda"' in text
+    assert "helm upgrade --install keda kedacore/keda" in text

@@ -1,0 +1,406 @@
+"""The dev-cluster manifests (manifests/, applied by `tilt up` or `kubectl apply -k manifests/`)
+against a real API server: the whole kustomization passes server-side validation and admission,
+the example ImageBatch is accepted, and the RBAC rules grant each service account what its process
+does — checked by the API server's own authorizer — and nothing it does not need."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.k8s import KubeCluster
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "manifests"
+NAMESPACE = "imagebatch"
+IMAGE = "imagebatch:dev"
+CONTRACT_ENV = {
+    "RABBIT_URL",
+    "DATABASE_URL",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "EXCHANGE",
+    "QUEUE",
+    "DLX",
+    "DLQ",
+    "ROUTING_KEY",
+    "CONCURRENCY",
+    "PREFETCH",
+    "OUTPUT_DIR",
+    "UPLOADS_DIR",
+    "METRICS_PORT",
+    "ALLOW_PRIVATE_SOURCES",
+    "HOST",
+    "PORT",
+}
+"""Environment variables DESIGN.md's contract names for the worker, the api and the operator."""
+
+
+@pytest.fixture(scope="module")
+def rendered(kube_cluster: KubeCluster) -> list[dict[str, Any]]:
+    """The objects `kubectl apply -k manifests/` would send, as kubectl's kustomize builds them."""
+    output = kube_cluster.kubectl("kustomize", str(MANIFESTS)).stdout
+    return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
+@pytest.fixture(scope="module")
+def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
+    """The manifests' namespace, created for real (dry runs of namespaced objects need it) and
+    removed afterwards unless it was there before (a dev deployment on a kind cluster)."""
+    existed = kube_cluster.kubectl("get", "namespace", NAMESPACE, check=False).returncode == 0
+    kube_cluster.kubectl("apply", "-f", str(MANIFESTS / "namespace.yaml"))
+    yield NAMESPACE
+    if not existed:
+        kube_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
+
+
+def of_kind(rendered: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in rendered if doc["kind"] == kind}
+
+
+def pod_specs(rendered: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        doc["metadata"]["name"]: doc["spec"]["template"]["spec"]
+        for doc in rendered
+        if doc["kind"] in {"Deployment", "StatefulSet"}
+    }
+
+
+def containers_of_our_image(rendered: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        name: container
+        for name, spec in pod_specs(rendered).items()
+        for container in spec["containers"]
+        if container["image"] == IMAGE
+    }
+
+
+# --- the API server accepts them -----------------------------------------------------------------
+
+
+def test_the_kustomization_passes_server_side_validation(
+    kube_cluster: KubeCluster, namespace: str, rendered: list[dict[str, Any]]
+) -> None:
+    result = kube_cluster.kubectl("apply", "--dry-run=server", "-k", str(MANIFESTS), check=False)
+
+    assert result.returncode == 0, result.stderr
+    accepted = [line for line in result.stdout.splitlines() if line.endswith("(server dry run)")]
+    assert len(accepted) == len(rendered)
+
+
+def test_the_example_image_batch_is_admitted(kube_cluster: KubeCluster, namespace: str) -> None:
+    result = kube_cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        str(REPO / "examples" / "imagebatch.yaml"),
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "imagebatch.imagejobs.io/holiday-photos created (server dry run)" in result.stdout
+
+
+def test_keda_objects_are_left_to_the_operator(rendered: list[dict[str, Any]]) -> None:
+    assert not [doc for doc in rendered if doc["apiVersion"].startswith("keda.sh/")]
+    assert not [doc for doc in rendered if doc["kind"] == "ImageBatch"]
+
+
+def test_every_namespaced_object_is_in_the_imagebatch_namespace(
+    rendered: list[dict[str, Any]],
+) -> None:
+    cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+    for doc in rendered:
+        if doc["kind"] not in cluster_scoped:
+            assert doc["metadata"]["namespace"] == NAMESPACE, doc["metadata"]["name"]
+    for binding in of_kind(rendered, "ClusterRoleBinding").values():
+        for subject in binding["subjects"]:
+            assert subject["namespace"] == NAMESPACE
+
+
+# --- the workloads -------------------------------------------------------------------------------
+
+
+def test_the_design_s_workloads_are_all_there(rendered: list[dict[str, Any]]) -> None:
+    assert set(of_kind(rendered, "StatefulSet")) == {"postgres", "rabbitmq"}
+    assert {"api", "worker", "operator", "samples"} <= set(of_kind(rendered, "Deployment"))
+    assert {"postgres", "rabbitmq", "api", "worker-metrics", "samples"} <= set(
+        of_kind(rendered, "Service")
+    )
+    commands = {name: c["command"][0] for name, c in containers_of_our_image(rendered).items()}
+    assert commands == {
+        "api": "imagebatch-api",
+        "worker": "imagebatch-worker",
+        "operator": "imagebatch-operator",
+        "samples": "python",
+    }
+
+
+def test_every_pod_runs_as_non_root_with_requests_and_limits(
+    rendered: list[dict[str, Any]],
+) -> None:
+    for name, spec in pod_specs(rendered).items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] != 0, name
+        for container in spec["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"], name
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][bound]), (name, bound)
+            assert "livenessProbe" in container, name
+
+
+def test_api_and_worker_probe_healthz_for_liveness_and_readyz_for_readiness(
+    rendered: list[dict[str, Any]],
+) -> None:
+    containers = containers_of_our_image(rendered)
+    for name, port in (("api", 8000), ("worker", 9100)):
+        container = containers[name]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            assert container[probe]["httpGet"]["path"] == path, (name, probe)
+            assert ports[container[probe]["httpGet"]["port"]] == port, (name, probe)
+
+
+def test_our_processes_get_only_contract_environment_variables(
+    rendered: list[dict[str, Any]],
+) -> None:
+    secrets = of_kind(rendered, "Secret")
+    for name, container in containers_of_our_image(rendered).items():
+        names = {variable["name"] for variable in container.get("env", [])}
+        for source in container.get("envFrom", []):
+            names |= set(secrets[source["secretRef"]["name"]]["stringData"])
+        assert names <= CONTRACT_ENV, name
+
+
+def test_the_connection_urls_name_the_in_cluster_services(rendered: list[dict[str, Any]]) -> None:
+    connections = of_kind(rendered, "Secret")["imagebatch-connections"]["stringData"]
+    services = of_kind(rendered, "Service")
+    postgres = of_kind(rendered, "Secret")["postgres"]["stringData"]
+    rabbit = of_kind(rendered, "Secret")["rabbitmq"]["stringData"]
+    port = services["postgres"]["spec"]["ports"][0]["port"]
+    database = f"@postgres.{NAMESPACE}.svc.cluster.local:{port}/"
+    assert connections["DATABASE_URL"] == (
+        f"postgresql://{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}"
+        f"{database}{postgres['POSTGRES_DB']}"
+    )
+    assert connections["RABBIT_URL"] == (
+        f"amqp://{rabbit['RABBITMQ_DEFAULT_USER']}:{rabbit['RABBITMQ_DEFAULT_PASS']}"
+        f"@rabbitmq.{NAMESPACE}.svc.cluster.local:5672/"
+    )
+
+
+def test_api_and_workers_share_the_data_volume(rendered: list[dict[str, Any]]) -> None:
+    specs = pod_specs(rendered)
+    claim = next(iter(of_kind(rendered, "PersistentVolumeClaim")))
+    for name in ("api", "worker"):
+        volumes = {v["name"]: v for v in specs[name]["volumes"]}
+        (mount,) = [
+            m for m in specs[name]["containers"][0]["volumeMounts"] if m["mountPath"] == "/data"
+        ]
+        assert volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == claim, name
+        assert specs[name]["securityContext"]["fsGroup"] == 10001, "the image's uid writes there"
+
+
+def test_the_cluster_seed_is_the_compose_seed_with_the_in_cluster_sample_server(
+    rendered: list[dict[str, Any]],
+) -> None:
+    def statements(sql: str) -> str:
+        return "\n".join(line for line in sql.splitlines() if not line.startswith("--"))
+
+    (seed,) = [
+        doc["data"]["01-seed.sql"]
+        for doc in rendered
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("postgres-seed")
+    ]
+    compose_seed = (REPO / "db" / "init" / "01-seed.sql").read_text()
+    assert statements(seed) == statements(compose_seed).replace(
+        "http://samples:8765/", f"http://samples.{NAMESPACE}.svc.cluster.local:8765/"
+    )
+    samples = containers_of_our_image(rendered)["samples"]["command"]
+    assert samples[samples.index("--port") + 1] == "8765"
+
+
+def test_kind_maps_the_api_node_port_to_loopback() -> None:
+    cluster = yaml.safe_load((REPO / "kind" / "cluster.yaml").read_text())
+    api = yaml.safe_load((MANIFESTS / "api.yaml").read_text().split("\n---\n")[3])
+    assert api["kind"] == "Service"
+    node_port = api["spec"]["ports"][0]["nodePort"]
+    mappings = [m for node in cluster["nodes"] for m in node.get("extraPortMappings", [])]
+    assert {"containerPort": node_port, "hostPort": node_port, "listenAddress": "127.0.0.1"} in [
+        {k: m[k] for k in ("containerPort", "hostPort", "listenAddress")} for m in mappings
+    ]
+
+
+# --- RBAC, asked of the API server's authorizer ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rbac")
+
+
+@pytest.fixture(scope="module")
+def service_accounts(
+    kube_cluster: KubeCluster, rendered: list[dict[str, Any]], workdir: Path
+) -> Iterator[dict[str, str]]:
+    """The manifests' ServiceAccounts, ClusterRoles and bindings applied for real under names of
+    this test run (a test namespace, suffixed role names), so a dev deployment is never touched.
+    Yields the manifests' account name → the user name to impersonate."""
+    suffix = uuid.uuid4().hex[:8]
+    test_namespace = f"t-rbac-{suffix}"
+    renamed: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": test_namespace}}
+    ]
+    accounts = {}
+    for doc in rendered:
+        meta = {"name": f"{doc['metadata']['name']}-{suffix}"}
+        if doc["kind"] == "ServiceAccount":
+            meta["namespace"] = test_namespace
+            renamed.append({**doc, "metadata": meta})
+            accounts[doc["metadata"]["name"]] = (
+                f"system:serviceaccount:{test_namespace}:{meta['name']}"
+            )
+        elif doc["kind"] == "ClusterRole":
+            renamed.append({**doc, "metadata": meta})
+        elif doc["kind"] == "ClusterRoleBinding":
+            renamed.append(
+                {
+                    **doc,
+                    "metadata": meta,
+                    "roleRef": {**doc["roleRef"], "name": f"{doc['roleRef']['name']}-{suffix}"},
+                    "subjects": [
+                        {**s, "name": f"{s['name']}-{suffix}", "namespace": test_namespace}
+                        for s in doc["subjects"]
+                    ],
+                }
+            )
+    manifest = workdir / "rbac.json"
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": renamed}))
+    kube_cluster.kubectl("apply", "-f", str(manifest))
+    try:
+        yield accounts
+    finally:
+        kube_cluster.kubectl("delete", "-f", str(manifest), "--wait=false", check=False)
+
+
+def can(kube_cluster: KubeCluster, user: str, verb: str, resource: str, workdir: Path) -> bool:
+    """The API server's authorizer on `user` doing `verb` on `resource` ("plural.group[/sub]")
+    in any namespace, asked through a SubjectAccessReview (kubectl's `auth can-i` answers "no"
+    for kinds the server does not serve yet, such as KEDA's here)."""
+    plural_group, _, subresource = resource.partition("/")
+    plural, _, group = plural_group.partition(".")
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "resourceAttributes": {
+                "verb": verb,
+                "group": group,
+                "resource": plural,
+                "subresource": subresource,
+            },
+        },
+    }
+    request = workdir / f"review-{uuid.uuid4().hex[:8]}.json"
+    request.write_text(json.dumps(review))
+    answer = kube_cluster.kubectl("create", "-o", "json", "-f", str(request))
+    allowed: bool = json.loads(answer.stdout)["status"].get("allowed", False)
+    return allowed
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        # kopf: find the resources it serves, follow namespaces (cluster-wide), post events.
+        ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("list", "namespaces"),
+        ("watch", "namespaces"),
+        ("create", "events"),
+        ("create", "events.events.k8s.io"),
+        # the batches: handlers, finalizer and progress annotations, status.
+        ("list", "imagebatches.imagejobs.io"),
+        ("watch", "imagebatches.imagejobs.io"),
+        ("patch", "imagebatches.imagejobs.io"),
+        ("patch", "imagebatches.imagejobs.io/status"),
+        # each batch's children.
+        ("create", "deployments.apps"),
+        ("patch", "deployments.apps"),
+        ("delete", "deployments.apps"),
+        ("watch", "deployments.apps"),
+        ("create", "scaledobjects.keda.sh"),
+        ("patch", "scaledobjects.keda.sh"),
+        ("delete", "scaledobjects.keda.sh"),
+        ("watch", "scaledobjects.keda.sh"),
+    ],
+)
+def test_the_operator_may_do_what_kopf_and_its_handlers_do(
+    kube_cluster: KubeCluster,
+    service_accounts: dict[str, str],
+    workdir: Path,
+    verb: str,
+    resource: str,
+) -> None:
+    assert can(kube_cluster, service_accounts["imagebatch-operator"], verb, resource, workdir)
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("get", "imagebatches.imagejobs.io"),
+        ("list", "imagebatches.imagejobs.io"),
+        ("create", "imagebatches.imagejobs.io"),
+        ("delete", "imagebatches.imagejobs.io"),
+        ("get", "imagebatches.imagejobs.io/status"),
+    ],
+)
+def test_the_api_may_manage_image_batches(
+    kube_cluster: KubeCluster,
+    service_accounts: dict[str, str],
+    workdir: Path,
+    verb: str,
+    resource: str,
+) -> None:
+    assert can(kube_cluster, service_accounts["imagebatch-api"], verb, resource, workdir)
+
+
+@pytest.mark.parametrize(
+    ("account", "verb", "resource"),
+    [
+        ("imagebatch-operator", "get", "secrets"),
+        ("imagebatch-operator", "create", "pods"),
+        ("imagebatch-operator", "delete", "namespaces"),
+        ("imagebatch-operator", "create", "imagebatches.imagejobs.io"),
+        ("imagebatch-api", "create", "deployments.apps"),
+        ("imagebatch-api", "patch", "imagebatches.imagejobs.io/status"),
+        ("imagebatch-api", "get", "secrets"),
+        ("imagebatch-worker", "list", "imagebatches.imagejobs.io"),
+        ("imagebatch-worker", "get", "secrets"),
+    ],
+)
+def test_no_account_gets_more_than_its_process_needs(
+    kube_cluster: KubeCluster,
+    service_accounts: dict[str, str],
+    workdir: Path,
+    account: str,
+    verb: str,
+    resource: str,
+) -> None:
+    assert not can(kube_cluster, service_accounts[account], verb, resource, workdir)
+
+
+def test_workers_do_not_mount_a_token(rendered: list[dict[str, Any]]) -> None:
+    accounts = of_kind(rendered, "ServiceAccount")
+    assert accounts["imagebatch-worker"]["automountServiceAccountToken"] is False
+    assert pod_specs(rendered)["worker"]["serviceAccountName"] == "imagebatch-worker"
+    assert re.fullmatch(r"imagebatch-\w+", pod_specs(rendered)["api"]["serviceAccountName"])
