@@ -131,6 +131,7 @@ class Job(BaseModel):
     id: str
     kind: JobKind
     url: str = Field(description="Source URL, or upload:<file> for uploads.")
+    filename: str | None = Field(default=None, description="For uploads: the client's file name.")
     status: JobStatus
     attempts: int = Field(description="Processing attempts the workers have made.")
     error: str | None = Field(default=None, description="Why the job failed, when it did.")

@@ -160,8 +160,14 @@ async def claim_images(pool: asyncpg.Pool, limit: int) -> list[ClaimedImage]:
     return sorted(claimed, key=lambda c: int(c.id))
 
 
+JOB_COLUMNS = "j.*, u.filename"
+JOB_FROM = "jobs j LEFT JOIN uploads u ON u.id = j.id"
+
+
 async def get_job(pool: asyncpg.Pool, job_id: str) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await pool.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
+    row: asyncpg.Record | None = await pool.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE j.id = $1", job_id
+    )
     return row
 
 
@@ -175,7 +181,8 @@ async def get_seed_image(pool: asyncpg.Pool, image_id: int) -> asyncpg.Record | 
 
 async def recent_jobs(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await pool.fetch(
-        "SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT $1", limit
+        f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} ORDER BY j.created_at DESC, j.id DESC LIMIT $1",
+        limit,
     )
     return rows
 
@@ -216,6 +223,7 @@ def job_view(row: asyncpg.Record) -> Job:
         id=row["id"],
         kind=row["kind"],
         url=row["url"],
+        filename=row.get("filename"),
         status=row["status"],
         attempts=row["attempts"],
         error=row["error"],

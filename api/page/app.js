@@ -29,6 +29,7 @@ function el(tag, className, text) {
 const tiles = new Map(); // job id -> {node, status}
 
 function tileLabel(job) {
+  if (job.filename) return job.filename;
   if (job.url.startsWith("upload:")) return "upload " + job.id.slice(0, 8);
   try {
     const path = new URL(job.url).pathname.split("/").filter(Boolean);
@@ -218,7 +219,9 @@ function setUpForms() {
   const input = $("file");
   const drop = $("drop");
   input.addEventListener("change", () => {
-    if (input.files.length) $("drop-text").textContent = input.files[0].name;
+    if (!input.files.length) return;
+    const file = input.files[0];
+    $("drop-text").textContent = `${Math.ceil(file.size / 1024)} KB, press Upload`;
   });
   $("upload-form").addEventListener("submit", (e) => {
     e.preventDefault();

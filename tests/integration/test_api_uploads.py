@@ -74,6 +74,7 @@ async def test_an_upload_is_stored_by_id_recorded_and_published(
     }
     status = (await api.get(f"/images/{upload_id}")).json()
     assert (status["kind"], status["status"]) == ("upload", "pending")
+    assert status["filename"] == "holiday.jpeg"
 
 
 @pytest.mark.parametrize(
