@@ -3,8 +3,8 @@
 #
 #   docker build -t imagebatch:dev .
 #
-# Layers are ordered so that a code change rebuilds only the last two: the dependency list is read
-# from pyproject.toml and installed before any source is copied. The project itself is installed
+# Layers are ordered so that a code change rebuilds only the source layers: the dependency list is
+# read from pyproject.toml and installed before any source is copied. The project itself is installed
 # editable, so Tilt's live_update can sync changed .py files into /app and (after a restart of the
 # process) run them without rebuilding the image.
 FROM python:3.11-slim
@@ -42,7 +42,6 @@ RUN python -m venv /opt/venv
 # `pip install --no-deps --no-build-isolation -e .` need no network.
 COPY --chown=10001:10001 pyproject.toml ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); print(*p['build-system']['requires'], *p['project']['dependencies'], sep=chr(10))" > /tmp/requirements.txt \
-    && pip install --upgrade pip \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 
