@@ -10,12 +10,14 @@ import sys
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from PIL import Image
 
 from imagebatch.devservers.process import free_port, stop_group, tcp_open, wait_until
-from imagebatch.devservers.samples import DEFAULT_HOST, parse_args, sample_name
+from imagebatch.devservers.samples import DEFAULT_HOST, DEFAULT_PORT, parse_args, sample_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,3 +133,14 @@ def test_a_query_string_does_not_change_the_sample() -> None:
 def test_it_binds_to_loopback_unless_told_otherwise() -> None:
     assert parse_args([]).host == DEFAULT_HOST == "127.0.0.1"
     assert parse_args(["--host", "0.0.0.0", "--port", "0"]).host == "0.0.0.0"
+
+
+def test_the_example_batch_names_only_samples_the_server_has() -> None:
+    example = yaml.safe_load((REPO / "examples" / "imagebatch.yaml").read_text())
+    urls = example["spec"]["source"]["urls"]
+
+    assert urls
+    for url in urls:
+        parts = urlsplit(url)
+        assert (parts.hostname, parts.port) == ("127.0.0.1", DEFAULT_PORT), url
+        assert sample_name(parts.path) is not None, url
