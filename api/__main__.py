@@ -21,7 +21,7 @@ def main() -> None:
         settings.otel_service_name or "imagebatch-api",
         otlp_endpoint=settings.otel_exporter_otlp_endpoint,
     )
-    AsyncPGInstrumentor().instrument(tracer_provider=provider)
+    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
     try:
         uvicorn.run(
             create_app(settings),

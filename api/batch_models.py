@@ -223,6 +223,17 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
 def batch_view(obj: dict[str, Any]) -> Batch:
     """Summarise an ImageBatch object as the API server returned it."""
     meta = obj.get("metadata") or {}
@@ -241,11 +252,11 @@ def batch_view(obj: dict[str, Any]) -> Batch:
                     last_transition_time=_text(raw.get("lastTransitionTime")),
                 )
             )
-    created = meta.get("creationTimestamp")
+    spec = obj.get("spec")
     return Batch(
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace", "")),
-        created=created if isinstance(created, datetime | str) else None,
+        created=_timestamp(meta.get("creationTimestamp")),
         phase=_text(status.get("phase")),
         progress=_text(status.get("progress")),
         total=total,
@@ -257,6 +268,6 @@ def batch_view(obj: dict[str, Any]) -> Batch:
         workers=_count(status, "workers"),
         percent=round(100.0 * min(succeeded + failed, total) / total, 1) if total else 0.0,
         conditions=conditions,
-        spec=obj.get("spec") if isinstance(obj.get("spec"), dict) else {},
+        spec=spec if isinstance(spec, dict) else {},
         status={k: v for k, v in status.items() if k != "kopf"},
     )

@@ -12,7 +12,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 import urllib3
@@ -23,7 +23,6 @@ from imagebatch.api.batch_models import GROUP, PLURAL, VERSION
 from imagebatch.api.errors import ApiError, Conflict, DependencyUnavailable, NotFound, Unprocessable
 from imagebatch.api.settings import ApiSettings
 
-T = TypeVar("T")
 NO_CLUSTER = (
     "no Kubernetes cluster is configured: set KUBECONFIG, or run the api in a pod "
     "with a service account"
@@ -90,26 +89,35 @@ class BatchClient:
             if path is not None:
                 if not path.is_file():
                     raise DependencyUnavailable(f"KUBECONFIG {path} does not exist")
-                return kubernetes.config.new_client_from_config(config_file=str(path))
+                client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+                    config_file=str(path)
+                )
+                return client
             if self._settings.kubernetes_service_host:
                 configuration = kubernetes.client.Configuration()
-                kubernetes.config.load_incluster_config(client_configuration=configuration)
+                kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+                    client_configuration=configuration
+                )
                 return kubernetes.client.ApiClient(configuration)
         except ConfigException as exc:
             raise DependencyUnavailable(f"cannot load the Kubernetes configuration: {exc}") from exc
         raise DependencyUnavailable(NO_CLUSTER, retry_after=None)
 
     async def _call(
-        self, what: Callable[..., T], args: dict[str, Any], *, name: str | None = None
-    ) -> T:
-        """Run one client call in a thread; `args` go to the call, `name` only into errors."""
+        self, what: Callable[..., object], args: dict[str, Any], *, name: str | None = None
+    ) -> dict[str, Any]:
+        """Run one client call in a thread; `args` go to the call, `name` only into errors.
+
+        Custom-object calls answer with the decoded JSON object.
+        """
         timeout = self._settings.kube_timeout_seconds
         namespace = str(args["namespace"])
 
-        def run() -> T:
-            return what(
+        def run() -> dict[str, Any]:
+            result = what(
                 group=GROUP, version=VERSION, plural=PLURAL, _request_timeout=timeout, **args
             )
+            return result if isinstance(result, dict) else {}
 
         try:
             return await asyncio.to_thread(run)
@@ -145,5 +153,5 @@ class BatchClient:
     def close(self) -> None:
         with self._lock:
             if self._api_client is not None:
-                self._api_client.close()
+                self._api_client.close()  # type: ignore[no-untyped-call]
                 self._api_client = None

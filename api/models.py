@@ -59,6 +59,10 @@ def check_source_url(value: str) -> str:
     return value
 
 
+def _one_thumbnail() -> list[Literal["thumbnail"] | Operation]:
+    return ["thumbnail"]
+
+
 class TaskRequest(BaseModel):
     """One image to thumbnail, by URL."""
 
@@ -76,7 +80,7 @@ class TaskRequest(BaseModel):
         description="http:// or https:// URL of the original image.",
     )
     ops: list[Literal["thumbnail"] | Operation] = Field(
-        default_factory=lambda: ["thumbnail"],
+        default_factory=_one_thumbnail,
         min_length=1,
         max_length=8,
         description='"thumbnail" (a 256x256 JPEG at <id>.jpg) or full operation objects.',

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -148,7 +149,7 @@ async def test_a_streamed_body_without_length_is_cut_off_at_the_limit(
         "Content-Type: image/png\r\n\r\n"
     ).encode()
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         yield head + image_bytes("PNG", (8, 8))
         for _ in range(api_config.max_upload_bytes // 65536 + 3):
             yield b"\x00" * 65536

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 import httpx
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -232,7 +232,7 @@ def _collected(service: str, span: trace_pb2.Span) -> CollectedSpan:
     )
 
 
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, receiver: OtlpReceiver) -> None:
         self.receiver = receiver
 
@@ -247,7 +247,9 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignor
 async def otlp_receiver() -> AsyncIterator[OtlpReceiver]:
     receiver = OtlpReceiver()
     server = grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(receiver), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        _TraceService(receiver), server
+    )
     receiver.port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
