@@ -40,6 +40,7 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per download otherwise
     # Pillow's own bomb check warns below its error threshold; ours (MAX_PIXELS) refuses first.
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     Image.MAX_IMAGE_PIXELS = settings.max_pixels

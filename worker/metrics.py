@@ -66,3 +66,9 @@ class WorkerMetrics:
             "Bytes of originals downloaded.",
             registry=self.registry,
         )
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The current value of one exported sample (0 when it was never set): what a scrape
+        of /metrics would read, e.g. `sample("worker_tasks_failed_total", code="http_404")`."""
+        value = self.registry.get_sample_value(name, labels)
+        return float(value) if value is not None else 0.0

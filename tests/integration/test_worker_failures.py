@@ -131,9 +131,11 @@ async def test_each_bad_input_ends_where_it_should_with_its_reason(
         assert message.body == body
     assert set(rows) == set(cases), "malformed messages create no rows"
 
-    assert metrics.failed.labels(code="malformed")._value.get() == 3
-    assert metrics.retried._value.get() == 5, "timeout and trickle twice each, flaky once"
-    assert metrics.processed._value.get() == 1
+    assert metrics.sample("worker_tasks_failed_total", code="malformed") == 3
+    assert metrics.sample("worker_tasks_retried_total") == 5, (
+        "timeout and trickle twice each, flaky once"
+    )
+    assert metrics.sample("worker_tasks_processed_total") == 1
     assert [p.name for p in files_under(settings.output_dir)] == ["flaky_256x256.jpg"]
     assert await queue_depth(settings, settings.queue) == 0
 

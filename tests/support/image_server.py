@@ -43,6 +43,8 @@ class ImageServer:
     photo_size: tuple[int, int] = (640, 480)
     oversize_bytes: int = 3 * 1024 * 1024
     lying_bytes: int = 3 * 1024 * 1024
+    photo_delay: float = 0.0
+    """Seconds each /photo request waits before answering (keeps a batch in flight longer)."""
     hits: Counter[str] = field(default_factory=Counter)
     port: int = 0
     raw_port: int = 0
@@ -117,6 +119,8 @@ class ImageServer:
         return web.Response(body=data, content_type="image/jpeg")
 
     async def _photo(self, request: web.Request) -> web.Response:
+        if self.photo_delay:
+            await asyncio.sleep(self.photo_delay)
         return self._jpeg(self.photo(int(request.match_info["n"])))
 
     async def _status(self, request: web.Request) -> web.Response:

@@ -1,0 +1,149 @@
+"""Workers stopped mid-batch, politely (SIGTERM, as KEDA scale-down does) and not (kill -9):
+every image is still completed exactly once, and no partial file is ever visible.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from imagebatch.core.settings import CommonSettings
+from imagebatch.worker.settings import WorkerSettings
+from imagebatch.worker.storage import TEMP_PREFIX
+from tests.support.image_server import ImageServer
+from tests.support.worker_fixtures import (
+    count_status,
+    files_under,
+    job_body,
+    job_rows,
+    publish,
+    queue_depth,
+    wait_for,
+    worker_settings,
+)
+from tests.support.worker_process import (
+    WorkerProcess,
+    count_completions,
+    install_completion_counter,
+)
+
+BATCH = 400
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def slow_source() -> AsyncIterator[ImageServer]:
+    """Photos that take 40 ms each to arrive, so a batch stays in flight for seconds."""
+    async with ImageServer(photo_delay=0.04) as server:
+        yield server
+
+
+@pytest.fixture
+async def chaos_settings(messaging: CommonSettings, tmp_path: Path) -> WorkerSettings:
+    await install_completion_counter(messaging.database_url)
+    return worker_settings(messaging, tmp_path / "data", stale_temp_seconds=0)
+
+
+async def publish_batch(settings: WorkerSettings, source: ImageServer) -> list[str]:
+    ids = [f"img-{i:04d}" for i in range(BATCH)]
+    await publish(
+        settings,
+        [
+            job_body(source.url(f"/photo/{i}.jpg"), job_id, output="b")
+            for i, job_id in enumerate(ids)
+        ],
+    )
+    return ids
+
+
+async def completed_at_least(database_url: str, n: int) -> bool:
+    return await count_status(database_url, "completed") >= n
+
+
+def assert_outputs_whole(settings: WorkerSettings, ids: list[str]) -> None:
+    files = files_under(settings.output_dir)
+    assert not [f for f in files if f.name.startswith(TEMP_PREFIX)], "no temp file left"
+    assert sorted(f.name for f in files) == sorted(f"{i}_256x256.jpg" for i in ids)
+    for path in files:
+        with Image.open(path) as image:
+            image.load()  # a partial JPEG would raise here
+            assert image.size == (256, 192)
+
+
+async def test_sigterm_mid_batch_finishes_in_flight_images_and_exits_0(
+    chaos_settings: WorkerSettings, slow_source: ImageServer, tmp_path: Path
+) -> None:
+    settings = chaos_settings
+    ids = await publish_batch(settings, slow_source)
+    first = await WorkerProcess(settings, tmp_path / "worker-1.log").start()
+    try:
+        await first.wait_ready()
+        await wait_for(lambda: completed_at_least(settings.database_url, 60))
+        first.signal(signal.SIGTERM)
+        assert await first.wait() == 0
+    finally:
+        await first.close()
+    log = (tmp_path / "worker-1.log").read_text()
+    assert "draining" in log or "stopping" in log
+
+    rows = await job_rows(settings.database_url)
+    assert {r["status"] for r in rows.values()} == {"completed"}, "nothing left half-done"
+    done = len(rows)
+    assert done < BATCH, "stopped mid-batch"
+    assert await queue_depth(settings, settings.queue) == BATCH - done, "the rest is queued"
+    assert_outputs_whole(settings, sorted(rows))
+
+    second = await WorkerProcess(settings, tmp_path / "worker-2.log").start()
+    try:
+        await wait_for(lambda: completed_at_least(settings.database_url, BATCH), within=60)
+        second.signal(signal.SIGINT)
+        assert await second.wait() == 0
+    finally:
+        await second.close()
+
+    completions = await count_completions(settings.database_url)
+    assert completions == dict.fromkeys(ids, 1), "every image completed exactly once"
+    rows = await job_rows(settings.database_url)
+    assert {r["attempts"] for r in rows.values()} == {1}, "a drained job is never redone"
+    assert_outputs_whole(settings, ids)
+    assert sum(slow_source.hits.values()) == BATCH, "each original downloaded once"
+
+
+async def test_kill_9_mid_batch_loses_nothing_and_leaves_no_partial_file(
+    chaos_settings: WorkerSettings, slow_source: ImageServer, tmp_path: Path
+) -> None:
+    settings = chaos_settings
+    ids = await publish_batch(settings, slow_source)
+    first = await WorkerProcess(settings, tmp_path / "worker-1.log").start()
+    try:
+        await first.wait_ready()
+        await wait_for(lambda: completed_at_least(settings.database_url, 60))
+        first.signal(signal.SIGKILL)
+        assert await first.wait() == -signal.SIGKILL
+    finally:
+        await first.close()
+    rows = await job_rows(settings.database_url)
+    assert len(rows) < BATCH, "killed mid-batch"
+    in_flight = [r for r in rows.values() if r["status"] == "processing"]
+    assert in_flight, "some jobs were cut off in the middle"
+
+    second = await WorkerProcess(settings, tmp_path / "worker-2.log").start()
+    try:
+        await wait_for(lambda: completed_at_least(settings.database_url, BATCH), within=60)
+        second.signal(signal.SIGTERM)
+        assert await second.wait() == 0
+    finally:
+        await second.close()
+
+    completions = await count_completions(settings.database_url)
+    assert completions == dict.fromkeys(ids, 1), "every image completed exactly once"
+    rows = await job_rows(settings.database_url)
+    assert {r["status"] for r in rows.values()} == {"completed"}
+    assert max(r["attempts"] for r in rows.values()) == 2, "cut-off jobs were redone once"
+    assert_outputs_whole(settings, ids)
+    assert await queue_depth(settings, settings.queue) == 0

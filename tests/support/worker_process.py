@@ -1,0 +1,137 @@
+"""Workers as real processes (`python -m imagebatch.worker`), for tests that signal, kill or
+starve them, plus a trigger that counts every completion a job ever gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from pydantic import BaseModel
+
+from imagebatch.worker.settings import WorkerSettings
+
+COMPLETIONS_SQL = """
+CREATE TABLE IF NOT EXISTS completions (id TEXT NOT NULL, at TIMESTAMPTZ DEFAULT clock_timestamp());
+CREATE OR REPLACE FUNCTION note_completion() RETURNS trigger AS $$
+BEGIN
+    IF NEW.status = 'completed' THEN
+        INSERT INTO completions (id) VALUES (NEW.id);
+    END IF;
+    RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER jobs_completion AFTER INSERT OR UPDATE ON jobs
+    FOR EACH ROW EXECUTE FUNCTION note_completion();
+"""
+"""Every write that leaves a job `completed` adds a row: a job completed twice shows twice."""
+
+
+async def count_completions(database_url: str) -> dict[str, int]:
+    conn: asyncpg.Connection = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT id, count(*) AS n FROM completions GROUP BY id")
+    finally:
+        await conn.close()
+    return {r["id"]: int(r["n"]) for r in rows}
+
+
+async def install_completion_counter(database_url: str) -> None:
+    conn: asyncpg.Connection = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(COMPLETIONS_SQL)
+    finally:
+        await conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def settings_env(settings: BaseModel) -> dict[str, str]:
+    """The environment that makes `WorkerSettings()` read back these settings."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            env[name.upper()] = "true" if value else "false"
+        elif isinstance(value, list | dict):
+            env[name.upper()] = json.dumps(value)
+        else:
+            env[name.upper()] = str(value)
+    return env
+
+
+class WorkerProcess:
+    """One worker process; its output goes to `log` (shown when a test fails)."""
+
+    def __init__(self, settings: WorkerSettings, log: Path) -> None:
+        if settings.metrics_port == 0:
+            settings = settings.model_copy(update={"metrics_port": free_port()})
+        self.settings = settings
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> WorkerProcess:
+        env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
+        with self.log.open("ab") as output:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "imagebatch.worker",
+                env=env,
+                cwd=self.log.parent,
+                stdout=output,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        return self
+
+    async def ready(self) -> bool:
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{self.settings.metrics_port}/readyz") as response,
+            ):
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    async def wait_ready(self, within: float = 30.0) -> None:
+        deadline = time.monotonic() + within
+        while not await self.ready():
+            assert self.process is not None
+            if self.process.returncode is not None or time.monotonic() > deadline:
+                raise AssertionError(f"worker not ready; log:\n{self.log.read_text()[-4000:]}")
+            await asyncio.sleep(0.1)
+
+    def signal(self, signum: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    async def wait(self, within: float = 30.0) -> int:
+        assert self.process is not None
+        try:
+            async with asyncio.timeout(within):
+                return await self.process.wait()
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            raise AssertionError(f"worker did not exit; log:\n{self.log.read_text()[-4000:]}")
+
+    async def close(self) -> None:
+        """Make sure the process is gone (a test that failed half-way)."""
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
