@@ -124,10 +124,11 @@ class WorkerProcess:
         try:
             async with asyncio.timeout(within):
                 return await self.process.wait()
-        except TimeoutError:
+        except TimeoutError as exc:
             self.process.kill()
             await self.process.wait()
-            raise AssertionError(f"worker did not exit; log:\n{self.log.read_text()[-4000:]}")
+            log = self.log.read_text()[-4000:]
+            raise AssertionError(f"worker did not exit; log:\n{log}") from exc
 
     async def close(self) -> None:
         """Make sure the process is gone (a test that failed half-way)."""
