@@ -4,14 +4,17 @@ The editable install maps `imagebatch.*` through a meta-path finder that would h
 the real folders, where `imagebatch/operator` does not exist. Dropping that finder makes
 `imagebatch` resolve to the mirrored tree on PYTHONPATH instead.
 
-Usage: PYTHONPATH=.cache/pkgtree python hack/lint_imports.py [import-linter options]
+Usage (from inside the mirrored tree, since import-linter puts the working folder first on
+sys.path): cd .cache/pkgtree && python ../../hack/lint_imports.py --config ../../pyproject.toml
 """
 
 from __future__ import annotations
 
 import sys
 
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", "")).lower()]
+sys.meta_path[:] = [
+    f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", "")).lower()
+]
 for name in [m for m in sys.modules if m == "imagebatch" or m.startswith("imagebatch.")]:
     del sys.modules[name]
 

@@ -8,11 +8,11 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from tests.support.k8s import KubeCluster, api_client
 
@@ -138,9 +138,10 @@ def test_an_owned_object_is_garbage_collected_with_its_owner(
     kube_cluster: KubeCluster, namespace: str
 ) -> None:
     with api_client(kube_cluster) as api:
-        owner = client.CustomObjectsApi(api).create_namespaced_custom_object(
+        created = client.CustomObjectsApi(api).create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, image_batch("owner")
         )
+        owner = cast(dict[str, Any], created)
         core = client.CoreV1Api(api)
         reference = client.V1OwnerReference(
             api_version=f"{GROUP}/{VERSION}",
@@ -165,7 +166,7 @@ def test_an_owned_object_is_garbage_collected_with_its_owner(
             try:
                 core.read_namespaced_config_map("owned", namespace)
             except ApiException as exc:
-                return exc.status == 404
+                return bool(exc.status == 404)
             return False
 
         assert wait_for(gone, timeout=60), (

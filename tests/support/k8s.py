@@ -117,9 +117,11 @@ def api_client(cluster: KubeCluster) -> Iterator[Any]:
     from kubernetes import client, config
 
     configuration = client.Configuration()
-    config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=configuration)
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(cluster.kubeconfig), client_configuration=configuration
+    )
     api = client.ApiClient(configuration)
     try:
         yield api
     finally:
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]
