@@ -95,12 +95,14 @@ class Service:
         return self.process.returncode
 
 
-def start(name: str, module: str, env: Mapping[str, str], log_dir: Path) -> Service:
+def start(
+    name: str, module: str, env: Mapping[str, str], log_dir: Path, *, argv: list[str] | None = None
+) -> Service:
+    """`python -m module` (or `argv`) with exactly `env`, its output going to a log file."""
     log = log_dir / f"{name}.log"
+    command = argv or [sys.executable, "-m", module]
     with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module], env=dict(env), stdout=sink, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, env=dict(env), stdout=sink, stderr=subprocess.STDOUT)
     return Service(name, process, log)
 
 
