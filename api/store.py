@@ -130,7 +130,14 @@ WITH picked AS (
     LEFT JOIN jobs j ON j.id = i.id::text
     WHERE NOT i.processed
       AND i.url ~* '^https?://' AND length(i.url) <= 2048
-      AND (j.id IS NULL OR (j.kind = 'image' AND j.status = 'failed' AND j.published_at IS NULL))
+      AND (
+          j.id IS NULL
+          OR (j.kind = 'image' AND j.status = 'failed' AND j.published_at IS NULL)
+      )
+      AND NOT EXISTS (
+          SELECT 1 FROM jobs other
+          WHERE other.image_id = i.id AND other.status IN ('pending', 'processing')
+      )
     ORDER BY i.id
     LIMIT $1
     FOR UPDATE OF i SKIP LOCKED
@@ -151,9 +158,10 @@ async def claim_images(pool: asyncpg.Pool, limit: int) -> list[ClaimedImage]:
 
     A row is claimed only when it has no job yet, or its job failed before its message reached
     the broker: a pending, processing, completed or worker-failed job (whose retries and
-    dead-lettering are the workers' business) is never published again. Rows whose url is not
-    http(s) are never claimed. Concurrent calls skip each other's rows, and the conflict clause
-    stops two calls from claiming one row even across snapshots.
+    dead-lettering are the workers' business) is never published again, and neither is a row
+    that another job (a batch item naming it in `image_id`) is pending or processing. Rows whose
+    url is not http(s) are never claimed. Concurrent calls skip each other's rows, and the
+    conflict clause stops two calls from claiming one row even across snapshots.
     """
     rows = await pool.fetch(CLAIM_IMAGES, limit)
     claimed = [ClaimedImage(id=r["id"], url=r["url"]) for r in rows]

@@ -102,16 +102,15 @@ async def test_upload_a_photo_and_watch_its_thumbnail_appear(
 
         await page.set_input_files("#file", str(photo))
         await page.click("#upload-button")
-        await expect(page.locator("#upload-status")).to_contain_text("Uploaded coffee.jpg")
-        upload_id = (await client.get("/images", params={"limit": 1})).json()["items"][0]["id"]
 
-        tile = page.locator(f'li.tile[data-id="{upload_id}"]')
-        thumbnail = tile.locator("img")
+        thumbnail = page.locator("li.tile", has_text="coffee.jpg").locator("img")
         await expect(thumbnail).to_be_visible(timeout=30_000)
         await page.wait_for_function(
             "img => img.complete && img.naturalWidth > 0", arg=await thumbnail.element_handle()
         )
-        await expect(page.locator("#upload-status")).to_contain_text("is ready", timeout=10_000)
+        await expect(page.locator("#upload-status")).to_have_text(
+            "Thumbnail of coffee.jpg is ready.", timeout=10_000
+        )
         await expect(page.locator('[data-count="completed"]')).to_have_text("4", timeout=30_000)
 
         await page.fill("#task-url", images.url("/photo/0.jpg"))

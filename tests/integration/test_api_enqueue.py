@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -131,3 +132,36 @@ async def test_a_job_the_worker_failed_is_left_to_the_worker_s_retries_and_dlq(
     again = await api.post("/enqueue")
 
     assert again.json()["enqueued"] == 0
+
+
+async def test_a_row_a_batch_item_is_working_on_is_not_enqueued(
+    api: httpx.AsyncClient, api_config: ApiSettings, job_inbox: Inbox
+) -> None:
+    busy, free = await seed_images(api_config.database_url, urls(2))
+    await query(
+        api_config.database_url,
+        "INSERT INTO jobs (id, kind, url, image_id, batch, status)"
+        " VALUES ('default.b.1', 'batch', 'http://x.test/1.jpg', $1, 'default/b', 'processing')",
+        busy,
+    )
+
+    response = await api.post("/enqueue")
+
+    assert response.json()["enqueued"] == 1
+    [message] = await job_inbox.take(1)
+    assert body(message)["id"] == str(free)
+
+
+async def test_concurrent_enqueues_publish_each_row_once(
+    api: httpx.AsyncClient, api_config: ApiSettings, job_inbox: Inbox
+) -> None:
+    ids = await seed_images(api_config.database_url, urls(60))
+
+    responses = await asyncio.gather(
+        *(api.post("/enqueue", params={"limit": 25}) for _ in range(4))
+    )
+
+    assert sum(r.json()["enqueued"] for r in responses) == 60
+    messages = await job_inbox.take(60)
+    assert sorted(int(body(m)["id"]) for m in messages) == ids
+    assert await job_inbox.depth() == 0

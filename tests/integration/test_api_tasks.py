@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -246,3 +247,19 @@ async def test_a_key_whose_publish_failed_can_be_retried_once_the_broker_is_back
     assert (refused.status_code, retried.status_code) == (503, 202)
     [message] = await job_inbox.take(1)
     assert body(message)["id"] == retried.json()["id"]
+
+
+async def test_concurrent_retries_with_one_key_make_one_task(
+    api: httpx.AsyncClient, job_inbox: Inbox, api_config: ApiSettings
+) -> None:
+    headers = {"Idempotency-Key": "burst-1"}
+
+    responses = await asyncio.gather(
+        *(api.post("/tasks", json={"url": URL}, headers=headers) for _ in range(5))
+    )
+
+    assert {r.status_code for r in responses} == {202}
+    assert len({r.json()["id"] for r in responses}) == 1
+    await job_inbox.take(1)
+    assert await job_inbox.depth() == 0
+    assert len(await query(api_config.database_url, "SELECT id FROM jobs")) == 1
