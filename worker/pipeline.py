@@ -23,7 +23,7 @@ from imagebatch.worker.download import Downloader
 from imagebatch.worker.metrics import WorkerMetrics
 from imagebatch.worker.records import Claim, JobRecords, OutputRecord, SourceRecord
 from imagebatch.worker.storage import Planned, Storage, plan_outputs
-from imagebatch.worker.transform import render
+from imagebatch.worker.transform import Rendered, SourceInfo, render
 
 FORMAT_NAMES = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
 
@@ -38,9 +38,10 @@ class Outcome:
     written: int = 0
 
 
-def _describe_existing(storage: Storage, planned: list[Planned]) -> list[OutputRecord]:
-    """Records for outputs already on disk (a redelivery after a crash between write and
-    record): read their headers instead of downloading the original again."""
+def _describe_existing(storage: Storage, planned: list[Planned]) -> list[OutputRecord] | None:
+    """Records for the outputs when all are already on disk, else None."""
+    if not all(storage.exists(p.relative) for p in planned):
+        return None
     records = []
     for item in planned:
         path = storage.path(item.relative)
@@ -78,6 +79,10 @@ class Pipeline:
         self.metrics = metrics
         self.max_pixels = max_pixels
         self._tracer = trace.get_tracer("imagebatch.worker")
+        self._stage_seconds = {
+            stage: metrics.stage_duration.labels(stage=stage)
+            for stage in ("download", "transform", "write", "record")
+        }
 
     @contextmanager
     def _stage(self, name: str, job: ImageJob) -> Iterator[trace.Span]:
@@ -88,48 +93,74 @@ class Pipeline:
             try:
                 yield span
             finally:
-                self.metrics.stage_duration.labels(stage=name).observe(time.perf_counter() - began)
+                self._stage_seconds[name].observe(time.perf_counter() - began)
+
+    def _transform_and_write(
+        self, data: bytes, planned: list[Planned], marks: list[int]
+    ) -> tuple[SourceInfo, list[Rendered], int]:
+        """Both thread stages in one hand-off to the pool; `marks` gets their boundaries."""
+        marks.append(time.time_ns())
+        info, rendered = render(data, [p.spec for p in planned], max_pixels=self.max_pixels)
+        marks.append(time.time_ns())
+        written = sum(
+            self.storage.write(p.relative, r.data) for p, r in zip(planned, rendered, strict=True)
+        )
+        marks.append(time.time_ns())
+        return info, rendered, written
+
+    def _timed_spans(self, job: ImageJob, marks: list[int], error: BaseException | None) -> None:
+        """`transform` and `write` spans (and durations) from the times the thread noted."""
+        now = time.time_ns()
+        for index, name in enumerate(("transform", "write")):
+            if len(marks) <= index:
+                break
+            began = marks[index]
+            ended = marks[index + 1] if len(marks) > index + 1 else now
+            span = self._tracer.start_span(
+                name, start_time=began, attributes={"imagebatch.job.id": job.id}
+            )
+            if error is not None and len(marks) == index + 1:
+                span.record_exception(error)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
+            span.end(end_time=ended)
+            self._stage_seconds[name].observe((ended - began) / 1e9)
 
     async def process(self, job: ImageJob) -> Outcome:
         """Process `job` once; raises TransientError/PermanentError (causes chained)."""
         async with self.records.claim(job) as claim:
-            if claim is None:
+            if claim.state == "busy":
                 return Outcome(status="busy")
-            with self._stage("begin", job):
-                attempts = await claim.start()
-            if attempts is None:
+            if claim.state == "completed":
                 return Outcome(status="duplicate")
             return await self._make(job, claim)
 
     async def _make(self, job: ImageJob, claim: Claim) -> Outcome:
         loop = asyncio.get_running_loop()
         planned = plan_outputs(job)
-        if all(self.storage.exists(p.relative) for p in planned):
+        if claim.attempts > 1:
+            # Only an earlier attempt can have written outputs without recording them (a crash
+            # between the rename and the commit): record those instead of downloading again.
             existing = await loop.run_in_executor(
                 self.executor, _describe_existing, self.storage, planned
             )
-            await claim.complete(SourceRecord(None, None, None), existing)
-            return Outcome(status="completed", outputs=tuple(existing))
+            if existing is not None:
+                await claim.complete(SourceRecord(None, None, None), existing)
+                return Outcome(status="completed", outputs=tuple(existing))
 
         with self._stage("download", job) as span:
             source = await self.downloader.fetch(job.url)
             span.set_attribute("imagebatch.source.bytes", len(source.data))
         self.metrics.downloaded_bytes.inc(len(source.data))
 
-        specs = [p.spec for p in planned]
-        with self._stage("transform", job):
-            info, rendered = await loop.run_in_executor(
-                self.executor, lambda: render(source.data, specs, max_pixels=self.max_pixels)
+        marks: list[int] = []
+        try:
+            info, rendered, written = await loop.run_in_executor(
+                self.executor, self._transform_and_write, source.data, planned, marks
             )
-
-        with self._stage("write", job):
-            written = await loop.run_in_executor(
-                self.executor,
-                lambda: sum(
-                    self.storage.write(p.relative, r.data)
-                    for p, r in zip(planned, rendered, strict=True)
-                ),
-            )
+        except BaseException as exc:
+            self._timed_spans(job, marks, exc)
+            raise
+        self._timed_spans(job, marks, None)
         outputs = [
             OutputRecord(
                 path=str(p.relative),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -59,34 +59,46 @@ def job_kind(job: ImageJob) -> str:
     return "task"
 
 
-START_SQL = """
-INSERT INTO jobs (id, kind, url, ops, batch, image_id, status, attempts, started_at, updated_at)
-VALUES ($1, $2, $3, $4::jsonb, $5,
-        (SELECT id FROM images WHERE $6::bigint IS NOT NULL AND id = $6::bigint),
-        'processing', 1, now(), now())
-ON CONFLICT (id) DO UPDATE
-   SET status = 'processing', attempts = jobs.attempts + 1,
-       started_at = now(), updated_at = now(), completed_at = NULL
- WHERE jobs.status <> 'completed'
-RETURNING attempts
+CLAIM_SQL = """
+WITH lock AS (
+    SELECT pg_try_advisory_lock(hashtextextended('imagebatch.job:' || $1, 0)) AS held
+), started AS (
+    INSERT INTO jobs (id, kind, url, ops, batch, image_id, status, attempts, started_at, updated_at)
+    SELECT $1, $2, $3, $4::jsonb, $5,
+           (SELECT id FROM images WHERE $6::bigint IS NOT NULL AND id = $6::bigint),
+           'processing', 1, now(), now()
+      FROM lock WHERE lock.held
+    ON CONFLICT (id) DO UPDATE
+       SET status = 'processing', attempts = jobs.attempts + 1,
+           started_at = now(), updated_at = now(), completed_at = NULL
+     WHERE jobs.status <> 'completed'
+    RETURNING attempts
+)
+SELECT (SELECT held FROM lock) AS held, (SELECT attempts FROM started) AS attempts
 """
+"""Take the job's advisory lock and, if it was free, mark the job processing — one round trip.
+`held` false: another delivery holds it; `attempts` null: the job is already completed."""
+
+UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('imagebatch.job:' || $1, 0))"
 
 COMPLETE_SQL = """
-UPDATE jobs
-   SET status = 'completed', outputs = $2::jsonb, source_bytes = COALESCE($3, source_bytes),
-       source_width = COALESCE($4, source_width), source_height = COALESCE($5, source_height),
-       error = NULL, completed_at = now(), updated_at = now()
- WHERE id = $1
-RETURNING image_id
+WITH done AS (
+    UPDATE jobs
+       SET status = 'completed', outputs = $2::jsonb, source_bytes = COALESCE($3, source_bytes),
+           source_width = COALESCE($4, source_width),
+           source_height = COALESCE($5, source_height),
+           error = NULL, completed_at = now(), updated_at = now()
+     WHERE id = $1
+    RETURNING image_id
+)
+UPDATE images SET processed = true FROM done WHERE images.id = done.image_id
 """
+"""Success and, for a seed row, `images.processed`: one statement, so one atomic commit."""
 
 FAIL_SQL = """
 UPDATE jobs SET status = 'failed', error = $2, completed_at = now(), updated_at = now()
  WHERE id = $1 AND status <> 'completed'
 """
-
-LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('imagebatch.job:' || $1, 0))"
-UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('imagebatch.job:' || $1, 0))"
 
 RETRY_SQL = """
 UPDATE jobs SET status = 'pending', error = $2, updated_at = now()
@@ -102,48 +114,30 @@ def _ops(job: ImageJob) -> list[dict[str, Any]]:
     return [op.model_dump(mode="json") for op in job.ops]
 
 
+@dataclass
 class Claim:
-    """This worker's exclusive hold on one job while it processes it.
+    """The outcome of claiming a job, and while `state == "started"` this worker's exclusive
+    hold on it.
 
-    A session-level advisory lock keyed by the job id, held on one pooled connection: a second
-    delivery of the same job (a duplicate published twice, or a redelivery racing a slow first
-    delivery) cannot process it at the same time, and a crashed holder's lock disappears with
-    its connection.
+    The hold is a session-level advisory lock keyed by the job id, on one pooled connection: a
+    second delivery of the same job (a duplicate published twice, or a redelivery racing a slow
+    first delivery) cannot process it at the same time, and a crashed holder's lock disappears
+    with its connection.
     """
 
-    def __init__(self, conn: asyncpg.pool.PoolConnectionProxy, job: ImageJob) -> None:
-        self._conn = conn
-        self.job = job
-
-    async def start(self) -> int | None:
-        """Mark the job processing; its attempt count, or None when it is already completed."""
-        job = self.job
-        try:
-            attempts: int | None = await self._conn.fetchval(
-                START_SQL,
-                job.id,
-                job_kind(job),
-                job.url,
-                _ops(job),
-                job.batch,
-                _image_id(job),
-            )
-        except DB_ERRORS as exc:
-            raise RecordError(f"cannot mark job {job.id} processing: {exc}") from exc
-        return attempts
+    job: ImageJob
+    state: Literal["started", "completed", "busy"]
+    attempts: int
+    _conn: asyncpg.pool.PoolConnectionProxy | None = None
 
     async def complete(self, source: SourceRecord, outputs: Sequence[OutputRecord]) -> None:
-        """Record success (and `images.processed` for a seed row) in one transaction."""
+        """Record success (and `images.processed` for a seed row) in one statement."""
+        assert self._conn is not None, "only a started claim completes"
         payload = [asdict(o) for o in outputs]
         try:
-            async with self._conn.transaction():
-                image_id = await self._conn.fetchval(
-                    COMPLETE_SQL, self.job.id, payload, source.bytes, source.width, source.height
-                )
-                if image_id is not None:
-                    await self._conn.execute(
-                        "UPDATE images SET processed = true WHERE id = $1", image_id
-                    )
+            await self._conn.execute(
+                COMPLETE_SQL, self.job.id, payload, source.bytes, source.width, source.height
+            )
         except DB_ERRORS as exc:
             raise RecordError(f"cannot record completion of {self.job.id}: {exc}") from exc
 
@@ -155,26 +149,34 @@ class JobRecords:
         self._pool = pool
 
     @contextlib.asynccontextmanager
-    async def claim(self, job: ImageJob) -> AsyncIterator[Claim | None]:
-        """Hold `job` for the duration of the block; None when another delivery holds it."""
+    async def claim(self, job: ImageJob) -> AsyncIterator[Claim]:
+        """Claim `job` for the duration of the block (see `Claim.state`)."""
         try:
             conn = await self._pool.acquire()
         except DB_ERRORS as exc:
             raise RecordError(f"cannot reach the database: {exc}") from exc
+        held = None
         try:
             try:
-                held = await conn.fetchval(LOCK_SQL, job.id)
+                row = await conn.fetchrow(
+                    CLAIM_SQL, job.id, job_kind(job), job.url, _ops(job), job.batch, _image_id(job)
+                )
             except DB_ERRORS as exc:
-                raise RecordError(f"cannot lock job {job.id}: {exc}") from exc
+                held = True  # unknown: the lock may have been taken before the statement failed
+                raise RecordError(f"cannot claim job {job.id}: {exc}") from exc
+            assert row is not None
+            held = bool(row["held"])
+            attempts = row["attempts"]
             if not held:
-                yield None
-                return
-            try:
-                yield Claim(conn, job)
-            finally:
+                yield Claim(job, "busy", 0)
+            elif attempts is None:
+                yield Claim(job, "completed", 0)
+            else:
+                yield Claim(job, "started", int(attempts), conn)
+        finally:
+            if held:
                 with contextlib.suppress(*DB_ERRORS):
                     await conn.execute(UNLOCK_SQL, job.id)
-        finally:
             with contextlib.suppress(*DB_ERRORS):
                 await self._pool.release(conn)
 

@@ -59,6 +59,8 @@ class Storage:
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root
         self.fsync = fsync
+        self._folders: set[Path] = set()
+        """Folders known to exist: one mkdir per folder, not one per file."""
 
     def path(self, relative: PurePosixPath) -> Path:
         return self.root.joinpath(*relative.parts)
@@ -79,9 +81,15 @@ class Storage:
         if final.is_file():
             return False
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.parent not in self._folders:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                self._folders.add(final.parent)
             temp = final.parent / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:  # the folder was removed since we made it
+                final.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 with os.fdopen(fd, "wb", closefd=True) as handle:
                     handle.write(data)

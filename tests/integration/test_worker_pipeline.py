@@ -194,8 +194,17 @@ async def test_an_upload_is_thumbnailed_from_the_uploads_folder(
 async def test_outputs_already_on_disk_are_recorded_without_downloading(
     settings: WorkerSettings, image_server: ImageServer
 ) -> None:
-    """A crash between the rename and the commit leaves the file but no record: the
-    redelivery records it from the file."""
+    """A crash between the rename and the commit leaves the file and a row still saying
+    `processing`: the redelivery records the file instead of downloading again."""
+    conn: asyncpg.Connection = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO jobs (id, kind, url, status, attempts) VALUES"
+            " ('ready', 'task', $1, 'processing', 1)",
+            image_server.url("/photo/1.jpg"),
+        )
+    finally:
+        await conn.close()
     target = settings.output_dir / "pre" / "ready_256x256.jpg"
     target.parent.mkdir(parents=True)
     Image.new("RGB", (256, 170), "green").save(target, "JPEG")

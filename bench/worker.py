@@ -1,0 +1,292 @@
+"""Worker benchmark: the thumbnail stage alone, the download stage alone, and end to end.
+
+    .venv/bin/python bench/worker.py [--images 2000] [--output PATH]
+
+(a) thumbnail stage: 1024x768 JPEG photos → 256 px JPEG, images/s on one thread and on two,
+    for the worker's `render` (DCT-scaled decode, one resize) next to a naive Pillow baseline
+    (full decode + LANCZOS resize) and Pillow's default `Image.thumbnail`, in the same run;
+(c) download stage: the same photos fetched over loopback at concurrency 16 through httpx's
+    default transport and through the aiohttp transport the worker uses;
+(b) end to end: N images served on loopback through one worker process — publish → download →
+    thumbnail → atomic write (fsync) → PostgreSQL → ack — with RabbitMQ and PostgreSQL started
+    from imagebatch.devservers; images/s from the first job started to the last completed, and
+    that figure divided by the two-thread figure of (a).
+
+Prints the JSON and writes it to --output. Not a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))  # appended: the repo's `operator/` folder must not shadow stdlib
+
+import aio_pika  # noqa: E402
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+import PIL  # noqa: E402
+from httpx_aiohttp import AiohttpTransport  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from imagebatch.core.broker import connect, producer_channel  # noqa: E402
+from imagebatch.core.db import migrate  # noqa: E402
+from imagebatch.core.messages import Thumbnail  # noqa: E402
+from imagebatch.core.settings import CommonSettings  # noqa: E402
+from imagebatch.core.topology import declare_topology  # noqa: E402
+from imagebatch.devservers.postgres import PostgresServer  # noqa: E402
+from imagebatch.devservers.rabbitmq import RabbitMQServer  # noqa: E402
+from imagebatch.worker.address_guard import AddressGuard, GuardedResolver  # noqa: E402
+from imagebatch.worker.settings import WorkerSettings  # noqa: E402
+from imagebatch.worker.transform import render  # noqa: E402
+from tests.support.image_server import ImageServer  # noqa: E402
+from tests.support.photos import photos  # noqa: E402
+from tests.support.worker_process import WorkerProcess  # noqa: E402
+
+SIZE = (1024, 768)
+SPEC = Thumbnail(width=256, height=256, format="jpeg", quality=85)
+
+
+def ours(data: bytes) -> bytes:
+    _info, [rendered] = render(data, [SPEC], max_pixels=50_000_000)
+    return rendered.data
+
+
+def naive(data: bytes) -> bytes:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    thumb = image.resize((256, 192), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    thumb.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def pillow_thumbnail(data: bytes) -> bytes:
+    image = Image.open(io.BytesIO(data))
+    image.thumbnail((256, 256))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def rate(
+    func: Callable[[bytes], bytes], inputs: list[bytes], threads: int, seconds: float
+) -> float:
+    """Images/s of `func` over `inputs` (cycled) on `threads` threads, for about `seconds`."""
+    for data in inputs:
+        func(data)  # warm-up
+    done = 0
+    began = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        while time.perf_counter() - began < seconds:
+            batch = inputs * threads
+            list(pool.map(func, batch))
+            done += len(batch)
+    return done / (time.perf_counter() - began)
+
+
+def thumbnail_stage(seconds: float) -> dict[str, Any]:
+    inputs = list(photos(SIZE))
+    result: dict[str, Any] = {"input": "1024x768 JPEG q90 photos", "output": "256 px JPEG q85"}
+    for name, func in (("worker", ours), ("pillow_thumbnail", pillow_thumbnail), ("naive", naive)):
+        result[name] = {
+            "one_thread": round(rate(func, inputs, 1, seconds), 1),
+            "two_threads": round(rate(func, inputs, 2, seconds), 1),
+        }
+    result["worker_vs_pillow_thumbnail_one_thread"] = round(
+        result["worker"]["one_thread"] / result["pillow_thumbnail"]["one_thread"], 2
+    )
+    result["worker_vs_naive_one_thread"] = round(
+        result["worker"]["one_thread"] / result["naive"]["one_thread"], 2
+    )
+    return result
+
+
+async def download_rate(client: httpx.AsyncClient, urls: list[str], concurrency: int) -> float:
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(url: str) -> None:
+        async with slots:
+            response = await client.get(url)
+            response.raise_for_status()
+
+    await asyncio.gather(*(one(u) for u in urls[:50]))
+    began = time.perf_counter()
+    await asyncio.gather(*(one(u) for u in urls))
+    return len(urls) / (time.perf_counter() - began)
+
+
+async def download_stage(count: int) -> dict[str, Any]:
+    import aiohttp
+
+    async with ImageServer(photo_size=SIZE) as server:
+        urls = [server.url(f"/photo/{i}.jpg") for i in range(count)]
+        default = httpx.AsyncClient(limits=httpx.Limits(max_connections=100))
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver(AddressGuard(True)))
+        )
+        via_aiohttp = httpx.AsyncClient(transport=AiohttpTransport(client=session))
+        try:
+            httpx_default = await download_rate(default, urls, 16)
+            httpx_aiohttp = await download_rate(via_aiohttp, urls, 16)
+        finally:
+            await default.aclose()
+            await via_aiohttp.aclose()
+            await session.close()
+    return {
+        "body_bytes": len(photos(SIZE)[0]),
+        "concurrency": 16,
+        "httpx_default_transport": round(httpx_default, 1),
+        "httpx_aiohttp_transport": round(httpx_aiohttp, 1),
+    }
+
+
+def _cpu(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(worker: WorkerProcess) -> tuple[float, float]:
+    """User + system CPU the worker process used so far: (all threads, the event-loop thread).
+    Figures that other load on the machine disturbs much less than images/s."""
+    assert worker.process is not None
+    pid = worker.process.pid
+    return _cpu(Path(f"/proc/{pid}/stat")), _cpu(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    with PostgresServer() as postgres, RabbitMQServer(management=False) as rabbit:
+        database_url = postgres.url
+        await migrate(database_url)
+        messaging = CommonSettings(rabbit_url=rabbit.url, database_url=database_url)
+        async with ImageServer(photo_size=SIZE) as server:
+            bodies = [
+                json.dumps(
+                    {"url": server.url(f"/photo/{i}.jpg"), "id": f"e2e-{i:05d}", "output": "bench"}
+                ).encode()
+                for i in range(count)
+            ]
+            connection = await connect(messaging.rabbit_url)
+            async with connection:
+                channel = await producer_channel(connection)
+                topology = await declare_topology(channel, messaging)
+                pending = [
+                    topology.exchange.publish(
+                        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                        routing_key=messaging.routing_key,
+                    )
+                    for body in bodies
+                ]
+                await asyncio.gather(*pending)
+
+            settings = WorkerSettings(
+                **messaging.model_dump(),
+                output_dir=workdir / "data",
+                allow_private_sources=True,
+                metrics_host="127.0.0.1",
+                metrics_port=0,
+                **overrides,
+            )
+            worker = WorkerProcess(settings, workdir / "worker.log")
+            began = time.perf_counter()
+            await worker.start()
+            conn: asyncpg.Connection = await asyncpg.connect(database_url)
+            try:
+                while True:
+                    done = await conn.fetchval("SELECT count(*) FROM jobs WHERE status='completed'")
+                    if done >= count:
+                        break
+                    if time.perf_counter() - began > 600:
+                        raise RuntimeError(f"only {done}/{count} completed after 600 s")
+                    await asyncio.sleep(0.2)
+                wall = time.perf_counter() - began
+                span = await conn.fetchval(
+                    "SELECT extract(epoch FROM max(completed_at) - min(started_at)) FROM jobs"
+                )
+            finally:
+                await conn.close()
+            cpu, loop_cpu = process_cpu_seconds(worker)
+            worker.signal(__import__("signal").SIGTERM)
+            code = await worker.wait()
+    return {
+        "images": count,
+        "worker_settings": {
+            "concurrency": settings.concurrency,
+            "prefetch": settings.prefetch,
+            "transform_threads": settings.transform_threads,
+            "fsync": settings.fsync,
+        },
+        "images_per_second": round(count / float(span), 1),
+        "seconds_first_start_to_last_completion": round(float(span), 2),
+        "wall_seconds_including_worker_start": round(wall, 2),
+        "worker_cpu_ms_per_image": round(cpu * 1000 / count, 2),
+        "event_loop_thread_cpu_ms_per_image": round(loop_cpu * 1000 / count, 2),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "worker_exit_code": code,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "pillow": PIL.__version__,
+            "postgres_fsync": "off (imagebatch.devservers default)",
+        },
+    }
+    overrides = dict(item.split("=", 1) for item in args.worker)
+    if "a" in args.stages:
+        report["a_thumbnail_stage"] = thumbnail_stage(args.seconds)
+    if "c" in args.stages:
+        report["c_download_stage"] = await download_stage(args.downloads)
+    if "b" in args.stages:
+        with tempfile.TemporaryDirectory(prefix="imagebatch-bench-") as tmp:
+            report["b_end_to_end"] = await end_to_end(args.images, Path(tmp), overrides)
+    if "a" in args.stages and "b" in args.stages:
+        two = report["a_thumbnail_stage"]["worker"]["two_threads"]
+        report["b_divided_by_a_two_threads"] = round(
+            report["b_end_to_end"]["images_per_second"] / two, 3
+        )
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000, help="jobs in the end-to-end run")
+    parser.add_argument("--downloads", type=int, default=2000, help="requests per transport")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per thumbnail measurement")
+    parser.add_argument("--stages", default="acb", help="which of a, b, c to run")
+    parser.add_argument(
+        "--worker",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="worker setting for (b), e.g. --worker concurrency=16 (repeatable)",
+    )
+    parser.add_argument("--output", type=Path, default=REPO / ".cache" / "bench" / "worker.json")
+    args = parser.parse_args()
+    report = asyncio.run(main_async(args))
+    text = json.dumps(report, indent=2)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
