@@ -28,7 +28,11 @@ def _dlq_replay(args: argparse.Namespace) -> int:
     from imagebatch.worker.dlq import replay
 
     settings = CommonSettings()
-    count = asyncio.run(replay(settings, limit=args.limit))
+    try:
+        count = asyncio.run(replay(settings, limit=args.limit))
+    except Exception as exc:  # a command line reports, it does not dump a traceback
+        print(f"replay stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     noun = "message" if count == 1 else "messages"
     print(f"replayed {count} {noun} from {settings.dlq}")
     return 0

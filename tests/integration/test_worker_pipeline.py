@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import asyncpg
 from PIL import Image
 
 from imagebatch.core import headers as h
+from imagebatch.core.settings import CommonSettings
 from imagebatch.worker.settings import WorkerSettings
 from imagebatch.worker.storage import TEMP_PREFIX
 from tests.support.image_server import ImageServer
@@ -28,6 +30,7 @@ from tests.support.worker_fixtures import (
     running_worker,
     settings,
     wait_for,
+    worker_settings,
 )
 
 __all__ = ["image_server", "settings"]
@@ -258,3 +261,16 @@ async def test_the_attempt_header_of_a_delivery_is_what_the_dead_letter_reports(
 
 async def _count_failed(database_url: str, n: int) -> bool:
     return await count_status(database_url, "failed") >= n
+
+
+async def test_concurrency_bounds_the_images_in_flight(
+    messaging: CommonSettings, tmp_path: Path
+) -> None:
+    settings = worker_settings(messaging, tmp_path / "data", concurrency=3, prefetch=5)
+    async with ImageServer(photo_delay=0.05) as slow:
+        await publish(
+            settings, [job_body(slow.url(f"/photo/{i}.jpg"), f"c-{i}") for i in range(30)]
+        )
+        async with running_worker(settings):
+            await wait_for(lambda: _all_completed(settings.database_url, 30))
+        assert slow.most_active_photos == 3, "never more than CONCURRENCY downloads at once"

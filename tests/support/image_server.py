@@ -50,6 +50,9 @@ class ImageServer:
     raw_port: int = 0
 
     def __post_init__(self) -> None:
+        self.active_photos = 0
+        self.most_active_photos = 0
+        """Concurrent /photo requests now, and the most there ever were."""
         self._runner: web.AppRunner | None = None
         self._raw: asyncio.Server | None = None
         self._failed_once: set[str] = set()
@@ -119,9 +122,14 @@ class ImageServer:
         return web.Response(body=data, content_type="image/jpeg")
 
     async def _photo(self, request: web.Request) -> web.Response:
-        if self.photo_delay:
-            await asyncio.sleep(self.photo_delay)
-        return self._jpeg(self.photo(int(request.match_info["n"])))
+        self.active_photos += 1
+        self.most_active_photos = max(self.most_active_photos, self.active_photos)
+        try:
+            if self.photo_delay:
+                await asyncio.sleep(self.photo_delay)
+            return self._jpeg(self.photo(int(request.match_info["n"])))
+        finally:
+            self.active_photos -= 1
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.Response(status=int(request.match_info["code"]))
