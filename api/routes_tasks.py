@@ -163,6 +163,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
 
         Rows already pending, processing or completed are never published twice; rows whose
         earlier publish failed are taken again. Rows whose url is not http(s) are skipped.
+        Calls racing each other never take a row twice, but may take fewer than `limit`.
         """
         take = limit if limit is not None else settings.enqueue_default
         claimed = await store.claim_images(services.pool, take)
