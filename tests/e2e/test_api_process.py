@@ -29,7 +29,8 @@ async def test_the_console_script_serves_until_sigterm_and_exits_0(
 
             async def healthy() -> bool:
                 try:
-                    return (await client.get("/healthz")).json() == {"ok": True}
+                    body: object = (await client.get("/healthz")).json()
+                    return body == {"ok": True}
                 except httpx.TransportError:
                     return False
 
