@@ -9,6 +9,11 @@ STAMP := $(VENV)/.installed-stamp
 PKGTREE := .cache/pkgtree
 PYTEST_ARGS ?=
 
+# The card's top-level `operator/` folder would shadow the standard library's `operator` module
+# for any `python -m …` run from here (Python puts the working folder first on sys.path).
+# PYTHONSAFEPATH (Python >= 3.11) stops that.
+export PYTHONSAFEPATH := 1
+
 .PHONY: help test test-fast lint format venv envtest provision bench demo clean
 
 help: ## list the targets
