@@ -22,6 +22,7 @@ from pathlib import Path
 from imagebatch.devservers.certs import ClusterCerts, write_cluster_certs
 from imagebatch.devservers.process import (
     ServerStartError,
+    ThrowawayServer,
     free_port,
     log_tail,
     spawn,
@@ -63,7 +64,7 @@ def find_assets() -> Path:
 
 
 @dataclass
-class KubeControlPlane:
+class KubeControlPlane(ThrowawayServer):
     """etcd + kube-apiserver (+ kube-controller-manager) on free loopback ports.
 
     After `start()`, `kubeconfig` is an admin kubeconfig (client certificate in system:masters)
@@ -271,18 +272,8 @@ class KubeControlPlane:
         if result.returncode != 0:
             raise ServerStartError(f"{' '.join(argv[2:])} failed: {result.stderr or result.stdout}")
 
-    def stop(self) -> None:
+    def close(self) -> None:
         for process in reversed(self._processes):
             stop_group(process, timeout=15)
         self._processes.clear()
         shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self) -> KubeControlPlane:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()  # a half-started server must not outlive the failure
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

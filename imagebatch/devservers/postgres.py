@@ -14,6 +14,7 @@ from pathlib import Path
 
 from imagebatch.devservers.process import (
     ServerStartError,
+    ThrowawayServer,
     find_binary,
     free_port,
     log_tail,
@@ -39,7 +40,7 @@ def postgres_bindir() -> Path | None:
 
 
 @dataclass
-class PostgresServer:
+class PostgresServer(ThrowawayServer):
     """One cluster on a free loopback port, trust auth for user `postgres`, fsync off by default.
 
     `start()` returns once a client can connect; `stop()` removes the data folder.
@@ -138,20 +139,10 @@ class PostgresServer:
         self.startup_seconds = time.monotonic() - began
         return self
 
-    def stop(self) -> None:
+    def close(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run(
                 [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
             )
         if self._owns_base:
             shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()  # a half-started server must not outlive the failure
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 
 class ServerStartError(RuntimeError):
@@ -97,3 +98,28 @@ def stop_group(process: subprocess.Popen[bytes] | None, *, timeout: float = 20.0
 def tcp_open(host: str, port: int) -> bool:
     with socket.create_connection((host, port), timeout=0.5):
         return True
+
+
+class ThrowawayServer:
+    """A server that is started, used and then removed with its data: `with Server() as s:`.
+
+    A start that fails half-way still removes what it started, so no process outlives a failed
+    fixture.
+    """
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop every process and remove the server's data."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

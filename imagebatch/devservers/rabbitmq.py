@@ -23,6 +23,7 @@ from pathlib import Path
 
 from imagebatch.devservers.process import (
     ServerStartError,
+    ThrowawayServer,
     free_port,
     spawn,
     stop_group,
@@ -56,7 +57,7 @@ def amqp_answers(port: int, host: str = "127.0.0.1") -> bool:
 
 
 @dataclass
-class RabbitMQServer:
+class RabbitMQServer(ThrowawayServer):
     """One RabbitMQ node on free loopback ports; `guest`/`guest` may log in from loopback."""
 
     management: bool = True
@@ -192,13 +193,3 @@ class RabbitMQServer:
         """Stop the node and remove its data."""
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self) -> RabbitMQServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()  # a half-started server must not outlive the failure
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

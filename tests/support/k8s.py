@@ -108,7 +108,7 @@ def kube_cluster() -> Iterator[KubeCluster]:
             else:
                 os.environ["KUBECONFIG"] = previous
     finally:
-        plane.stop()
+        plane.close()
 
 
 @contextlib.contextmanager
