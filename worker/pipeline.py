@@ -60,7 +60,12 @@ def _describe_existing(storage: Storage, planned: list[Planned]) -> list[OutputR
 
 
 class Pipeline:
-    """The stages, wired to the shared client, thread pool, storage and database."""
+    """The stages, wired to the shared client, thread pools, storage and database.
+
+    Pillow work runs on `executor` (sized to the cores: it is CPU-bound and releases the GIL);
+    file writes run on `io_executor`, because an fsync waits on the disk and would otherwise hold
+    a thumbnail thread idle while other jobs' pixels wait to be decoded.
+    """
 
     def __init__(
         self,
@@ -69,6 +74,7 @@ class Pipeline:
         storage: Storage,
         records: JobRecords,
         executor: ThreadPoolExecutor,
+        io_executor: ThreadPoolExecutor,
         metrics: WorkerMetrics,
         max_pixels: int,
     ) -> None:
@@ -76,6 +82,7 @@ class Pipeline:
         self.storage = storage
         self.records = records
         self.executor = executor
+        self.io_executor = io_executor
         self.metrics = metrics
         self.max_pixels = max_pixels
         self._tracer = trace.get_tracer("imagebatch.worker")
@@ -95,31 +102,37 @@ class Pipeline:
             finally:
                 self._stage_seconds[name].observe(time.perf_counter() - began)
 
-    def _transform_and_write(
+    def _transform(
         self, data: bytes, planned: list[Planned], marks: list[int]
-    ) -> tuple[SourceInfo, list[Rendered], int]:
-        """Both thread stages in one hand-off to the pool; `marks` gets their boundaries."""
+    ) -> tuple[SourceInfo, list[Rendered]]:
+        """Runs on a thumbnail thread; `marks` gets the stage's start and end."""
         marks.append(time.time_ns())
-        info, rendered = render(data, [p.spec for p in planned], max_pixels=self.max_pixels)
+        result = render(data, [p.spec for p in planned], max_pixels=self.max_pixels)
+        marks.append(time.time_ns())
+        return result
+
+    def _write(self, planned: list[Planned], rendered: list[Rendered], marks: list[int]) -> int:
+        """Runs on an I/O thread; `marks` gets the stage's start and end."""
         marks.append(time.time_ns())
         written = sum(
             self.storage.write(p.relative, r.data) for p, r in zip(planned, rendered, strict=True)
         )
         marks.append(time.time_ns())
-        return info, rendered, written
+        return written
 
     def _timed_spans(self, job: ImageJob, marks: list[int], error: BaseException | None) -> None:
-        """`transform` and `write` spans (and durations) from the times the thread noted."""
+        """`transform` and `write` spans (and durations) from the times the threads noted:
+        marks come in (start, end) pairs, a stage that failed has a start only."""
         now = time.time_ns()
         for index, name in enumerate(("transform", "write")):
-            if len(marks) <= index:
+            if len(marks) <= 2 * index:
                 break
-            began = marks[index]
-            ended = marks[index + 1] if len(marks) > index + 1 else now
+            began = marks[2 * index]
+            ended = marks[2 * index + 1] if len(marks) > 2 * index + 1 else now
             span = self._tracer.start_span(
                 name, start_time=began, attributes={"imagebatch.job.id": job.id}
             )
-            if error is not None and len(marks) == index + 1:
+            if error is not None and len(marks) == 2 * index + 1:
                 span.record_exception(error)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
             span.end(end_time=ended)
@@ -141,7 +154,7 @@ class Pipeline:
             # Only an earlier attempt can have written outputs without recording them (a crash
             # between the rename and the commit): record those instead of downloading again.
             existing = await loop.run_in_executor(
-                self.executor, _describe_existing, self.storage, planned
+                self.io_executor, _describe_existing, self.storage, planned
             )
             if existing is not None:
                 await claim.complete(SourceRecord(None, None, None), existing)
@@ -154,8 +167,11 @@ class Pipeline:
 
         marks: list[int] = []
         try:
-            info, rendered, written = await loop.run_in_executor(
-                self.executor, self._transform_and_write, source.data, planned, marks
+            info, rendered = await loop.run_in_executor(
+                self.executor, self._transform, source.data, planned, marks
+            )
+            written = await loop.run_in_executor(
+                self.io_executor, self._write, planned, rendered, marks
             )
         except BaseException as exc:
             self._timed_spans(job, marks, exc)

@@ -90,10 +90,16 @@ WITH done AS (
            error = NULL, completed_at = now(), updated_at = now()
      WHERE id = $1
     RETURNING image_id
+), seed AS (
+    UPDATE images SET processed = true FROM done WHERE images.id = done.image_id
 )
-UPDATE images SET processed = true FROM done WHERE images.id = done.image_id
+SELECT pg_advisory_unlock(hashtextextended('imagebatch.job:' || $1, 0))
 """
-"""Success and, for a seed row, `images.processed`: one statement, so one atomic commit."""
+"""Success, `images.processed` for a seed row, and the claim's release — one round trip.
+
+The lock goes a moment before the statement commits. That is safe: the statement holds the job
+row's lock until its commit, and a second delivery's claim (an upsert on the same row) waits for
+that commit and then sees `completed`."""
 
 FAIL_SQL = """
 UPDATE jobs SET status = 'failed', error = $2, completed_at = now(), updated_at = now()
@@ -129,9 +135,12 @@ class Claim:
     state: Literal["started", "completed", "busy"]
     attempts: int
     _conn: asyncpg.pool.PoolConnectionProxy | None = None
+    released: bool = False
+    """True once `complete` has released the lock along with its write."""
 
     async def complete(self, source: SourceRecord, outputs: Sequence[OutputRecord]) -> None:
-        """Record success (and `images.processed` for a seed row) in one statement."""
+        """Record success (and `images.processed` for a seed row) and release the claim, in one
+        statement."""
         assert self._conn is not None, "only a started claim completes"
         payload = [asdict(o) for o in outputs]
         try:
@@ -140,6 +149,7 @@ class Claim:
             )
         except DB_ERRORS as exc:
             raise RecordError(f"cannot record completion of {self.job.id}: {exc}") from exc
+        self.released = True
 
 
 class JobRecords:
@@ -156,6 +166,7 @@ class JobRecords:
         except DB_ERRORS as exc:
             raise RecordError(f"cannot reach the database: {exc}") from exc
         held = None
+        claim: Claim | None = None
         try:
             try:
                 row = await conn.fetchrow(
@@ -168,15 +179,34 @@ class JobRecords:
             held = bool(row["held"])
             attempts = row["attempts"]
             if not held:
-                yield Claim(job, "busy", 0)
+                claim = Claim(job, "busy", 0)
             elif attempts is None:
-                yield Claim(job, "completed", 0)
+                claim = Claim(job, "completed", 0)
             else:
-                yield Claim(job, "started", int(attempts), conn)
+                claim = Claim(job, "started", int(attempts), conn)
+            yield claim
         finally:
-            if held:
-                with contextlib.suppress(*DB_ERRORS):
+            await self._release(
+                conn, job, still_locked=bool(held) and not (claim and claim.released)
+            )
+
+    async def _release(
+        self, conn: asyncpg.pool.PoolConnectionProxy, job: ImageJob, *, still_locked: bool
+    ) -> None:
+        """Hand the connection back with no advisory lock left on its session.
+
+        The pool does not reset connections (`reset_on_release=False`), so a connection whose
+        unlock failed is terminated instead: closing the session releases its locks.
+        """
+        try:
+            if still_locked:
+                try:
                     await conn.execute(UNLOCK_SQL, job.id)
+                except BaseException as exc:
+                    conn.terminate()
+                    if not isinstance(exc, DB_ERRORS):
+                        raise
+        finally:
             with contextlib.suppress(*DB_ERRORS):
                 await self._pool.release(conn)
 

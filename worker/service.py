@@ -84,6 +84,7 @@ class WorkerService:
         self._pool: asyncpg.Pool | None = None
         self._connection: AbstractRobustConnection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._io_executor: ThreadPoolExecutor | None = None
         self._stopping = False
 
     def ready(self) -> bool:
@@ -102,13 +103,19 @@ class WorkerService:
             DB_ERRORS,
             settings.startup_timeout_seconds,
         )
+        # Job claims release their advisory lock themselves (records.py), so the pool needs no
+        # server-side reset round trip on every release.
         self._pool = await create_pool(
-            settings.database_url, min_size=1, max_size=settings.concurrency + 2
+            settings.database_url,
+            min_size=1,
+            max_size=settings.concurrency + 2,
+            reset_on_release=False,
         )
         records = JobRecords(self._pool)
         self._executor = ThreadPoolExecutor(
             settings.transform_threads, thread_name_prefix="thumbnail"
         )
+        self._io_executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="write")
         self.downloader = Downloader(
             Limits.from_settings(settings),
             AddressGuard.from_settings(
@@ -124,6 +131,7 @@ class WorkerService:
             storage=self.storage,
             records=records,
             executor=self._executor,
+            io_executor=self._io_executor,
             metrics=self.metrics,
             max_pixels=settings.max_pixels,
         )
@@ -151,8 +159,9 @@ class WorkerService:
             await self.downloader.aclose()
         if self._pool is not None:
             await self._pool.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        for executor in (self._executor, self._io_executor):
+            if executor is not None:
+                executor.shutdown(wait=True)
         await self.health.stop()
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -24,10 +24,26 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections encode and decode JSON columns as Python objects."""
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A pool reset that sends nothing to the server (see `create_pool`)."""
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, reset_on_release: bool = True
+) -> asyncpg.Pool:
+    """A pool whose connections encode and decode JSON columns as Python objects.
+
+    By default asyncpg resets every connection on release with one more round trip
+    (`RESET ALL`, `pg_advisory_unlock_all()`, …). A hot path that leaves no session state behind
+    — and terminates a connection when it cannot be sure of that — passes
+    `reset_on_release=False` to save that round trip per use.
+    """
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=None if reset_on_release else _keep_session,
     )
     return pool
 

@@ -73,6 +73,8 @@ async def test_200_images_are_thumbnailed_recorded_and_acked(
     async with running_worker(settings) as worker:
         await wait_for(lambda: _all_completed(settings.database_url, 200), within=60)
         assert worker.metrics.sample("worker_tasks_processed_total") == 200
+        # Pooled connections are not reset on release: every claim must have released its lock.
+        assert await advisory_locks_held(settings.database_url) == 0
 
     rows = await job_rows(settings.database_url)
     assert len(rows) == 200
@@ -115,6 +117,18 @@ async def test_200_images_are_thumbnailed_recorded_and_acked(
         await conn.close()
     assert await queue_depth(settings, settings.queue) == 0
     assert await drain_dead_letters(settings) == []
+
+
+async def advisory_locks_held(database_url: str) -> int:
+    conn: asyncpg.Connection = await asyncpg.connect(database_url)
+    try:
+        held: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+        )
+        return held
+    finally:
+        await conn.close()
 
 
 async def _all_completed(database_url: str, n: int) -> bool:
