@@ -16,7 +16,7 @@ import pytest
 from imagebatch.core.db import apply_migrations
 from imagebatch.core.settings import CommonSettings
 from tests.support import servers
-from tests.support.k8s import kube_cluster  # noqa: F401  (fixture re-export)
+from tests.support.k8s import kube_cluster, namespace  # noqa: F401  (fixture re-exports)
 
 
 @pytest.fixture(scope="session")

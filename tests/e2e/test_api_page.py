@@ -5,8 +5,6 @@ batch's progress. A screenshot is saved under the test's temp dir."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,14 +30,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@pytest.fixture
-def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    name = f"page-{uuid.uuid4().hex[:8]}"
-    kube_cluster.kubectl("create", "namespace", name)
-    yield name
-    kube_cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def show_progress(kube_cluster: KubeCluster, namespace: str, name: str) -> None:

@@ -5,8 +5,7 @@ answers 503 with the reason when it has no cluster."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ from tests.support.k8s import REPO, KubeCluster
 pytestmark = pytest.mark.k8s
 
 EXAMPLE = REPO / "examples" / "imagebatch.yaml"
-
-
-@pytest.fixture
-def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    name = f"api-{uuid.uuid4().hex[:8]}"
-    kube_cluster.kubectl("create", "namespace", name)
-    yield name
-    kube_cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 @pytest.fixture

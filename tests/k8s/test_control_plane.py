@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -17,17 +15,6 @@ from kubernetes.client.exceptions import ApiException
 from tests.support.k8s import KubeCluster, api_client
 
 GROUP, VERSION, PLURAL = "imagejobs.io", "v1alpha1", "imagebatches"
-
-
-@pytest.fixture
-def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    with api_client(kube_cluster) as api:
-        client.CoreV1Api(api).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
-        )
-        yield name
-        client.CoreV1Api(api).delete_namespace(name)
 
 
 def image_batch(name: str, **spec: Any) -> dict[str, Any]:

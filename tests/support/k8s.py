@@ -12,6 +12,7 @@ import contextlib
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,15 @@ def kube_cluster() -> Iterator[KubeCluster]:
                 os.environ["KUBECONFIG"] = previous
     finally:
         plane.close()
+
+
+@pytest.fixture
+def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
+    """A namespace of this test alone, deleted afterwards (without waiting for it to go)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kube_cluster.kubectl("create", "namespace", name)
+    yield name
+    kube_cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 @contextlib.contextmanager
