@@ -18,7 +18,7 @@ from imagebatch.api.deps import ServicesDep
 from imagebatch.api.errors import NotFound, responses
 from imagebatch.api.models import Job, OutputFile, RecentJobs
 from imagebatch.api.routes_tasks import JobId
-from imagebatch.api.sniff import content_type_for
+from imagebatch.core.imagetypes import content_type_for
 
 router = APIRouter(tags=["images"])
 

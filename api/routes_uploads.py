@@ -34,7 +34,7 @@ from imagebatch.api.errors import (
 from imagebatch.api.models import UploadAccepted
 from imagebatch.api.publisher import PublishFailed
 from imagebatch.api.routes_tasks import job_links
-from imagebatch.api.sniff import ACCEPTED, HEADER_BYTES, ImageType, sniff
+from imagebatch.core.imagetypes import ACCEPTED, SNIFF_BYTES, ImageType, sniff
 from imagebatch.core.messages import UPLOAD_SCHEME, ImageJob
 
 MULTIPART_OVERHEAD = 64 * 1024
@@ -135,7 +135,7 @@ async def create_upload(
 ) -> UploadAccepted:
     """Store the original as `<UPLOADS_DIR>/<id>.<ext>`, record it, publish its job."""
     settings = services.settings
-    head = await file.read(HEADER_BYTES)
+    head = await file.read(SNIFF_BYTES)
     size = file.size if file.size is not None else len(head)
     if size > settings.max_upload_bytes:
         raise PayloadTooLarge(too_large(settings.max_upload_bytes))

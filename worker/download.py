@@ -25,6 +25,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from imagebatch.core.errors import PermanentError, TransientError
+from imagebatch.core.imagetypes import SNIFF_BYTES, describe, sniff
 from imagebatch.core.messages import UPLOAD_SCHEME
 from imagebatch.worker.address_guard import (
     AddressGuard,
@@ -32,7 +33,6 @@ from imagebatch.worker.address_guard import (
     GuardedResolver,
     watch_blocks,
 )
-from imagebatch.worker.magic import SNIFF_BYTES, describe, sniff
 from imagebatch.worker.settings import WorkerSettings
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -239,10 +239,10 @@ class Downloader:
 
     @staticmethod
     def _sniffed(head: bytes) -> str:
-        fmt = sniff(head)
-        if fmt is None:
+        kind = sniff(head)
+        if kind is None:
             raise PermanentError(f"not an image: {describe(head)}", code="not_an_image")
-        return fmt
+        return kind.format
 
     def _read_upload(self, name: str) -> Source:
         path = self.uploads_dir / name

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imagebatch.core.errors import PermanentError
+from imagebatch.core.imagetypes import SNIFF_BYTES, describe, sniff
 from imagebatch.core.messages import Thumbnail
-from imagebatch.worker.magic import describe, sniff
 
 ORIENTATION_TAG = 0x0112
 SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -77,9 +77,10 @@ def output_size(width: int, height: int, spec: Thumbnail) -> tuple[int, int]:
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
-    fmt = sniff(data[:16])
-    if fmt is None:
-        raise PermanentError(f"not an image: {describe(data[:16])}", code="not_an_image")
+    kind = sniff(data[:SNIFF_BYTES])
+    if kind is None:
+        raise PermanentError(f"not an image: {describe(data[:SNIFF_BYTES])}", code="not_an_image")
+    fmt = kind.format
     try:
         image = Image.open(io.BytesIO(data), formats=[fmt])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
