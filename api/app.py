@@ -8,9 +8,7 @@ publishing endpoints answer 503 meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,6 +32,7 @@ from imagebatch.api.metrics import ApiMetrics, MetricsMiddleware
 from imagebatch.api.publisher import Publisher
 from imagebatch.api.settings import ApiSettings
 from imagebatch.core.db import create_pool, migrate
+from imagebatch.core.startup import retry_until
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +55,19 @@ depends on is unavailable, and says which.
 
 async def open_database(settings: ApiSettings) -> asyncpg.Pool:
     """Apply migrations and open the pool, waiting up to the start-up timeout for PostgreSQL."""
-    deadline = time.monotonic() + settings.startup_timeout_seconds
-    while True:
-        try:
-            await migrate(settings.database_url)
-            return await create_pool(settings.database_url, min_size=1, max_size=10)
-        except DATABASE_DOWN as exc:
-            if time.monotonic() >= deadline:
-                raise RuntimeError(
-                    f"PostgreSQL did not answer within {settings.startup_timeout_seconds:g}s: {exc}"
-                ) from exc
-            log.warning("PostgreSQL is not answering yet (%s); retrying", exc)
-            await asyncio.sleep(1.0)
+
+    async def attempt() -> asyncpg.Pool:
+        await migrate(settings.database_url)
+        return await create_pool(settings.database_url, min_size=1, max_size=10)
+
+    try:
+        return await retry_until(
+            "PostgreSQL", attempt, DATABASE_DOWN, settings.startup_timeout_seconds
+        )
+    except DATABASE_DOWN as exc:
+        raise RuntimeError(
+            f"PostgreSQL did not answer within {settings.startup_timeout_seconds:g}s: {exc}"
+        ) from exc
 
 
 def create_app(settings: ApiSettings) -> FastAPI:

@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
@@ -23,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from imagebatch.core.broker import connect
 from imagebatch.core.db import create_pool, migrate
+from imagebatch.core.startup import retry_until
 from imagebatch.worker.address_guard import AddressGuard
 from imagebatch.worker.consumer import Consumer
 from imagebatch.worker.download import Downloader, Limits
@@ -35,28 +33,6 @@ from imagebatch.worker.storage import Storage
 from imagebatch.worker.tracing import trace_client
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-async def _retrying(
-    what: str,
-    attempt: Callable[[], Awaitable[T]],
-    errors: tuple[type[BaseException], ...],
-    within: float,
-) -> T:
-    """`attempt()` until it succeeds or `within` seconds passed: dependencies start in any
-    order."""
-    deadline = time.monotonic() + within
-    pause = 0.5
-    while True:
-        try:
-            return await attempt()
-        except errors as exc:
-            if time.monotonic() + pause > deadline:
-                raise
-            log.warning("%s not reachable yet (%r); retrying in %.1fs", what, exc, pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 5.0)
 
 
 class WorkerService:
@@ -97,7 +73,7 @@ class WorkerService:
         swept = await asyncio.to_thread(self.storage.sweep, older_than=settings.stale_temp_seconds)
         if swept:
             log.info("removed %d stale temp files", swept)
-        await _retrying(
+        await retry_until(
             "PostgreSQL",
             lambda: migrate(settings.database_url),
             DB_ERRORS,
@@ -136,7 +112,7 @@ class WorkerService:
             max_pixels=settings.max_pixels,
         )
         self.consumer = Consumer(settings, pipeline, records, self.metrics)
-        self._connection = await _retrying(
+        self._connection = await retry_until(
             "RabbitMQ",
             lambda: connect(settings.rabbit_url),
             CONNECTION_EXCEPTIONS,
