@@ -167,6 +167,34 @@ def process_cpu_seconds(worker: WorkerProcess) -> tuple[float, float]:
     return _cpu(Path(f"/proc/{pid}/stat")), _cpu(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
+async def worker_figures(metrics_port: int) -> dict[str, Any]:
+    """From the worker's /metrics: mean seconds per stage and thumbnails per fsync group."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+
+    def mean(histogram: str, labels: str) -> float:
+        count = values.get(f"{histogram}_count{{{labels}}}")
+        total = values.get(f"{histogram}_sum{{{labels}}}")
+        return round(total / count, 4) if count and total is not None else 0.0
+
+    stages = {
+        stage: mean("worker_stage_duration_seconds", f'stage="{stage}"')
+        for stage in ("download", "transform", "write", "record")
+    }
+    stages["delivery_to_ack"] = mean("worker_task_duration_seconds", 'outcome="completed"')
+    groups = values.get("worker_write_group_files_count", 0.0)
+    files = values.get("worker_write_group_files_sum", 0.0)
+    return {
+        "mean_stage_seconds": stages,
+        "files_per_write_group": round(files / groups, 2) if groups else 0.0,
+    }
+
+
 async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     with PostgresServer() as postgres, RabbitMQServer(management=False) as rabbit:
         database_url = postgres.url
@@ -219,6 +247,7 @@ async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> di
             finally:
                 await conn.close()
             cpu, loop_cpu = process_cpu_seconds(worker)
+            figures = await worker_figures(worker.settings.metrics_port)
             worker.signal(__import__("signal").SIGTERM)
             code = await worker.wait()
     return {
@@ -234,6 +263,7 @@ async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> di
         "wall_seconds_including_worker_start": round(wall, 2),
         "worker_cpu_ms_per_image": round(cpu * 1000 / count, 2),
         "event_loop_thread_cpu_ms_per_image": round(loop_cpu * 1000 / count, 2),
+        **figures,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "worker_exit_code": code,
     }

@@ -61,6 +61,12 @@ class WorkerMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.write_group_files = Histogram(
+            "worker_write_group_files",
+            "Thumbnails written (and fsynced) together in one group.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.downloaded_bytes = Counter(
             "worker_downloaded_bytes",
             "Bytes of originals downloaded.",

@@ -20,6 +20,7 @@ from PIL import Image
 
 from imagebatch.core.messages import ImageJob
 from imagebatch.worker.download import Downloader
+from imagebatch.worker.group_writer import GroupWriter
 from imagebatch.worker.metrics import WorkerMetrics
 from imagebatch.worker.records import Claim, JobRecords, OutputRecord, SourceRecord
 from imagebatch.worker.storage import Planned, Storage, plan_outputs
@@ -63,8 +64,9 @@ class Pipeline:
     """The stages, wired to the shared client, thread pools, storage and database.
 
     Pillow work runs on `executor` (sized to the cores: it is CPU-bound and releases the GIL);
-    file writes run on `io_executor`, because an fsync waits on the disk and would otherwise hold
-    a thumbnail thread idle while other jobs' pixels wait to be decoded.
+    file writes go through `writer`, which groups them on its own I/O thread, because an fsync
+    waits on the disk and would otherwise hold a thumbnail thread idle while other jobs' pixels
+    wait to be decoded. `io_executor` also runs the rare look at outputs an earlier attempt left.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class Pipeline:
         *,
         downloader: Downloader,
         storage: Storage,
+        writer: GroupWriter,
         records: JobRecords,
         executor: ThreadPoolExecutor,
         io_executor: ThreadPoolExecutor,
@@ -80,6 +83,7 @@ class Pipeline:
     ) -> None:
         self.downloader = downloader
         self.storage = storage
+        self.writer = writer
         self.records = records
         self.executor = executor
         self.io_executor = io_executor
@@ -105,38 +109,26 @@ class Pipeline:
     def _transform(
         self, data: bytes, planned: list[Planned], marks: list[int]
     ) -> tuple[SourceInfo, list[Rendered]]:
-        """Runs on a thumbnail thread; `marks` gets the stage's start and end."""
+        """Runs on a thumbnail thread; `marks` gets the stage's start (and end, unless it
+        raised), for a span with the thread's own timing rather than the queue wait."""
         marks.append(time.time_ns())
         result = render(data, [p.spec for p in planned], max_pixels=self.max_pixels)
         marks.append(time.time_ns())
         return result
 
-    def _write(self, planned: list[Planned], rendered: list[Rendered], marks: list[int]) -> int:
-        """Runs on an I/O thread; `marks` gets the stage's start and end."""
-        marks.append(time.time_ns())
-        written = sum(
-            self.storage.write(p.relative, r.data) for p, r in zip(planned, rendered, strict=True)
+    def _transform_span(self, job: ImageJob, marks: list[int], error: BaseException | None) -> None:
+        """The `transform` span (and duration) from the times the thread noted."""
+        if not marks:
+            return  # never started: the job was cancelled while queued
+        ended = marks[1] if len(marks) > 1 else time.time_ns()
+        span = self._tracer.start_span(
+            "transform", start_time=marks[0], attributes={"imagebatch.job.id": job.id}
         )
-        marks.append(time.time_ns())
-        return written
-
-    def _timed_spans(self, job: ImageJob, marks: list[int], error: BaseException | None) -> None:
-        """`transform` and `write` spans (and durations) from the times the threads noted:
-        marks come in (start, end) pairs, a stage that failed has a start only."""
-        now = time.time_ns()
-        for index, name in enumerate(("transform", "write")):
-            if len(marks) <= 2 * index:
-                break
-            began = marks[2 * index]
-            ended = marks[2 * index + 1] if len(marks) > 2 * index + 1 else now
-            span = self._tracer.start_span(
-                name, start_time=began, attributes={"imagebatch.job.id": job.id}
-            )
-            if error is not None and len(marks) == 2 * index + 1:
-                span.record_exception(error)
-                span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
-            span.end(end_time=ended)
-            self._stage_seconds[name].observe((ended - began) / 1e9)
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
+        span.end(end_time=ended)
+        self._stage_seconds["transform"].observe((ended - marks[0]) / 1e9)
 
     async def process(self, job: ImageJob) -> Outcome:
         """Process `job` once; raises TransientError/PermanentError (causes chained)."""
@@ -170,13 +162,14 @@ class Pipeline:
             info, rendered = await loop.run_in_executor(
                 self.executor, self._transform, source.data, planned, marks
             )
-            written = await loop.run_in_executor(
-                self.io_executor, self._write, planned, rendered, marks
-            )
         except BaseException as exc:
-            self._timed_spans(job, marks, exc)
+            self._transform_span(job, marks, exc)
             raise
-        self._timed_spans(job, marks, None)
+        self._transform_span(job, marks, None)
+        with self._stage("write", job):
+            written = await self.writer.write(
+                [(p.relative, r.data) for p, r in zip(planned, rendered, strict=True)]
+            )
         outputs = [
             OutputRecord(
                 path=str(p.relative),

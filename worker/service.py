@@ -24,6 +24,7 @@ from imagebatch.core.startup import retry_until
 from imagebatch.worker.address_guard import AddressGuard
 from imagebatch.worker.consumer import Consumer
 from imagebatch.worker.download import Downloader, Limits
+from imagebatch.worker.group_writer import GroupWriter
 from imagebatch.worker.health import HealthServer
 from imagebatch.worker.metrics import WorkerMetrics
 from imagebatch.worker.pipeline import Pipeline
@@ -91,7 +92,8 @@ class WorkerService:
         self._executor = ThreadPoolExecutor(
             settings.transform_threads, thread_name_prefix="thumbnail"
         )
-        self._io_executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="write")
+        # One thread for the group writer, one for the rare look at an earlier attempt's outputs.
+        self._io_executor = ThreadPoolExecutor(2, thread_name_prefix="write")
         self.downloader = Downloader(
             Limits.from_settings(settings),
             AddressGuard.from_settings(
@@ -105,6 +107,9 @@ class WorkerService:
         pipeline = Pipeline(
             downloader=self.downloader,
             storage=self.storage,
+            writer=GroupWriter(
+                self.storage, self._io_executor, group_files=self.metrics.write_group_files
+            ),
             records=records,
             executor=self._executor,
             io_executor=self._io_executor,

@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -72,40 +73,94 @@ class Storage:
         return self.path(relative).stat().st_size
 
     def write(self, relative: PurePosixPath, data: bytes) -> bool:
-        """Write `data` atomically; False (nothing written) when the file already exists.
+        """Write `data` atomically; False (nothing written) when the file already exists."""
+        [result] = self.write_group([(relative, data)])
+        if isinstance(result, TransientError):
+            raise result
+        return result
 
-        A concurrent writer of the same file (a redelivered duplicate) is harmless: both write
-        complete temp files, the last rename wins, and the contents are equivalent.
+    def write_group(
+        self, files: Sequence[tuple[PurePosixPath, bytes]]
+    ) -> list[bool | TransientError]:
+        """Write several files atomically, sharing the folder fsyncs; per file: True when
+        written, False when it already existed, or the error that stopped it.
+
+        Every file is staged (temp file written and fsynced) before any is renamed, and each
+        folder is fsynced once after its renames: a group of n files in one folder costs n + 1
+        fsyncs instead of 2n. A concurrent writer of the same file (a redelivered duplicate) is
+        harmless: both write complete temp files, the last rename wins, and the contents are
+        equivalent.
         """
-        final = self.path(relative)
-        if final.is_file():
-            return False
+        results: list[bool | TransientError] = [False] * len(files)
+        staged: list[tuple[int, Path, Path]] = []
+        renamed: dict[Path, list[int]] = {}
         try:
-            if final.parent not in self._folders:
-                final.parent.mkdir(parents=True, exist_ok=True)
-                self._folders.add(final.parent)
-            temp = final.parent / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
-            try:
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileNotFoundError:  # the folder was removed since we made it
-                final.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                with os.fdopen(fd, "wb", closefd=True) as handle:
-                    handle.write(data)
-                    handle.flush()
-                    if self.fsync:
-                        os.fsync(handle.fileno())
-                os.replace(temp, final)
-            except BaseException:
+            for index, (relative, data) in enumerate(files):
+                final = self.path(relative)
+                if final.is_file():
+                    continue
+                try:
+                    staged.append((index, self._stage(final, data), final))
+                except OSError as exc:
+                    results[index] = TransientError(f"cannot write {relative}: {exc}")
+            self._rename(files, staged, results, renamed)
+        except BaseException:  # interrupted: leave no temp file behind (renamed ones are gone)
+            for _index, temp, _final in staged:
                 with contextlib.suppress(OSError):
                     temp.unlink()
-                raise
-            if self.fsync:
-                self._fsync_dir(final.parent)
-        except OSError as exc:
-            raise TransientError(f"cannot write {relative}: {exc}") from exc
-        return True
+            raise
+        if self.fsync:
+            for folder, indexes in renamed.items():
+                try:
+                    self._fsync_dir(folder)
+                except OSError as exc:
+                    for index in indexes:
+                        results[index] = TransientError(
+                            f"cannot make {files[index][0]} durable: {exc}"
+                        )
+        return results
+
+    @staticmethod
+    def _rename(
+        files: Sequence[tuple[PurePosixPath, bytes]],
+        staged: list[tuple[int, Path, Path]],
+        results: list[bool | TransientError],
+        renamed: dict[Path, list[int]],
+    ) -> None:
+        """Move staged temp files to their final names; `renamed` gets each folder's files."""
+        for index, temp, final in staged:
+            try:
+                os.replace(temp, final)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    temp.unlink()
+                results[index] = TransientError(f"cannot write {files[index][0]}: {exc}")
+                continue
+            results[index] = True
+            renamed.setdefault(final.parent, []).append(index)
+
+    def _stage(self, final: Path, data: bytes) -> Path:
+        """A complete (and, with fsync, durable) temp copy of `data` next to `final`."""
+        if final.parent not in self._folders:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(final.parent)
+        temp = final.parent / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:  # the folder was removed since we made it
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "wb", closefd=True) as handle:
+                handle.write(data)
+                handle.flush()
+                if self.fsync:
+                    os.fsync(handle.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        return temp
 
     @staticmethod
     def _fsync_dir(folder: Path) -> None:

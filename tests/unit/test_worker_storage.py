@@ -87,3 +87,34 @@ def test_the_sweep_removes_only_old_temp_files(tmp_path: Path) -> None:
     assert not old.exists()
     assert fresh.exists()
     assert keep.exists()
+
+
+def test_a_group_write_writes_every_file_and_skips_existing_ones(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "old.jpg").write_bytes(b"old")
+    results = storage.write_group(
+        [
+            (PurePosixPath("a/1.jpg"), b"one"),
+            (PurePosixPath("b/old.jpg"), b"new"),
+            (PurePosixPath("b/2.jpg"), b"two"),
+        ]
+    )
+    assert results == [True, False, True]
+    assert (tmp_path / "a/1.jpg").read_bytes() == b"one"
+    assert (tmp_path / "b/old.jpg").read_bytes() == b"old"
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["2.jpg", "old.jpg"]
+
+
+def test_one_failed_file_in_a_group_does_not_stop_the_others(tmp_path: Path) -> None:
+    from imagebatch.core.errors import TransientError
+
+    (tmp_path / "blocked").write_bytes(b"a file where a folder should be")
+    results = Storage(tmp_path).write_group(
+        [(PurePosixPath("blocked/x.jpg"), b"x"), (PurePosixPath("ok/y.jpg"), b"y")]
+    )
+    assert isinstance(results[0], TransientError)
+    assert "blocked/x.jpg" in str(results[0])
+    assert results[1] is True
+    assert (tmp_path / "ok/y.jpg").read_bytes() == b"y"
+    assert [p.name for p in (tmp_path / "ok").iterdir()] == ["y.jpg"]
