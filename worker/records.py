@@ -10,7 +10,10 @@ duplicated message yields one output and one completion.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -19,6 +22,8 @@ import asyncpg
 
 from imagebatch.core.errors import TransientError
 from imagebatch.core.messages import ImageJob
+
+log = logging.getLogger(__name__)
 
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
@@ -59,47 +64,63 @@ def job_kind(job: ImageJob) -> str:
     return "task"
 
 
-CLAIM_SQL = """
-WITH lock AS (
-    SELECT pg_try_advisory_lock(hashtextextended('imagebatch.job:' || $1, 0)) AS held
+CLAIMS_SQL = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+        AS t(id, kind, url, ops, batch, image_id)
+), locked AS MATERIALIZED (
+    SELECT input.*, pg_try_advisory_lock(hashtextextended('imagebatch.job:' || id, 0)) AS held
+      FROM input
 ), started AS (
     INSERT INTO jobs (id, kind, url, ops, batch, image_id, status, attempts, started_at, updated_at)
-    SELECT $1, $2, $3, $4::jsonb, $5,
-           (SELECT id FROM images WHERE $6::bigint IS NOT NULL AND id = $6::bigint),
+    SELECT locked.id, locked.kind, locked.url, locked.ops::jsonb, locked.batch,
+           (SELECT images.id FROM images WHERE images.id = locked.image_id),
            'processing', 1, now(), now()
-      FROM lock WHERE lock.held
+      FROM locked WHERE locked.held
     ON CONFLICT (id) DO UPDATE
        SET status = 'processing', attempts = jobs.attempts + 1,
            started_at = now(), updated_at = now(), completed_at = NULL
      WHERE jobs.status <> 'completed'
-    RETURNING attempts
+    RETURNING id, attempts
 )
-SELECT (SELECT held FROM lock) AS held, (SELECT attempts FROM started) AS attempts
+SELECT locked.id, locked.held, started.attempts FROM locked LEFT JOIN started USING (id)
 """
-"""Take the job's advisory lock and, if it was free, mark the job processing — one round trip.
-`held` false: another delivery holds it; `attempts` null: the job is already completed."""
+"""Claim several jobs in one round trip: for each, take its advisory lock and, if it was free,
+mark the job processing. `held` false: another worker holds it; `attempts` null: the job is
+already completed."""
 
-UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('imagebatch.job:' || $1, 0))"
-
-COMPLETE_SQL = """
-WITH done AS (
+COMPLETIONS_SQL = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::int[])
+        AS t(id, outputs, source_bytes, source_width, source_height)
+), done AS (
     UPDATE jobs
-       SET status = 'completed', outputs = $2::jsonb, source_bytes = COALESCE($3, source_bytes),
-           source_width = COALESCE($4, source_width),
-           source_height = COALESCE($5, source_height),
+       SET status = 'completed', outputs = input.outputs::jsonb,
+           source_bytes = COALESCE(input.source_bytes, jobs.source_bytes),
+           source_width = COALESCE(input.source_width, jobs.source_width),
+           source_height = COALESCE(input.source_height, jobs.source_height),
            error = NULL, completed_at = now(), updated_at = now()
-     WHERE id = $1
-    RETURNING image_id
+      FROM input
+     WHERE jobs.id = input.id
+    RETURNING jobs.image_id
 ), seed AS (
-    UPDATE images SET processed = true FROM done WHERE images.id = done.image_id
+    UPDATE images SET processed = true FROM done WHERE images.id = done.image_id RETURNING 1
 )
-SELECT pg_advisory_unlock(hashtextextended('imagebatch.job:' || $1, 0))
+SELECT pg_advisory_unlock(hashtextextended('imagebatch.job:' || input.id, 0))
+  FROM input, (SELECT count(*) FROM done) AS updated, (SELECT count(*) FROM seed) AS seeded
 """
-"""Success, `images.processed` for a seed row, and the claim's release — one round trip.
+"""Record several successes (and `images.processed` for seed rows) and release their claims,
+in one round trip.
 
-The lock goes a moment before the statement commits. That is safe: the statement holds the job
-row's lock until its commit, and a second delivery's claim (an upsert on the same row) waits for
-that commit and then sees `completed`."""
+Reading `done` and `seed` makes every row update happen before the first unlock, so this
+statement holds all its row locks before it lets any claim go: a claim racing in (an upsert on
+the same row) waits for the commit and then sees `completed`, and two workers' statements can
+never wait on each other's rows."""
+
+RELEASES_SQL = """
+SELECT pg_advisory_unlock(hashtextextended('imagebatch.job:' || id, 0))
+  FROM unnest($1::text[]) AS id
+"""
 
 FAIL_SQL = """
 UPDATE jobs SET status = 'failed', error = $2, completed_at = now(), updated_at = now()
@@ -116,99 +137,178 @@ def _image_id(job: ImageJob) -> int | None:
     return int(job.id) if job_kind(job) == "image" else None
 
 
-def _ops(job: ImageJob) -> list[dict[str, Any]]:
-    return [op.model_dump(mode="json") for op in job.ops]
+def _ops(job: ImageJob) -> str:
+    return json.dumps([op.model_dump(mode="json") for op in job.ops])
 
 
 @dataclass
 class Claim:
     """The outcome of claiming a job, and while `state == "started"` this worker's exclusive
-    hold on it.
-
-    The hold is a session-level advisory lock keyed by the job id, on one pooled connection: a
-    second delivery of the same job (a duplicate published twice, or a redelivery racing a slow
-    first delivery) cannot process it at the same time, and a crashed holder's lock disappears
-    with its connection.
-    """
+    hold on it: an advisory lock keyed by the job id, held by the worker's lock session."""
 
     job: ImageJob
     state: Literal["started", "completed", "busy"]
     attempts: int
-    _conn: asyncpg.pool.PoolConnectionProxy | None = None
+    _records: JobRecords | None = None
     released: bool = False
     """True once `complete` has released the lock along with its write."""
 
     async def complete(self, source: SourceRecord, outputs: Sequence[OutputRecord]) -> None:
-        """Record success (and `images.processed` for a seed row) and release the claim, in one
-        statement."""
-        assert self._conn is not None, "only a started claim completes"
-        payload = [asdict(o) for o in outputs]
-        try:
-            await self._conn.execute(
-                COMPLETE_SQL, self.job.id, payload, source.bytes, source.width, source.height
-            )
-        except DB_ERRORS as exc:
-            raise RecordError(f"cannot record completion of {self.job.id}: {exc}") from exc
+        """Record success (and `images.processed` for a seed row) and release the claim; the
+        write is batched with other jobs' completions."""
+        assert self._records is not None, "only a started claim completes"
+        payload = json.dumps([asdict(o) for o in outputs])
+        await self._records.submit(
+            "complete", (self.job.id, payload, source.bytes, source.width, source.height)
+        )
         self.released = True
 
 
+Kind = Literal["claim", "complete", "release"]
+Request = tuple[tuple[Any, ...], asyncio.Future[Any]]
+
+
 class JobRecords:
-    """Reads and writes the `jobs` (and, for seed rows, `images`) tables."""
+    """Reads and writes the `jobs` (and, for seed rows, `images`) tables.
+
+    Claims and completions — two per image — are batched: whatever queued up while the previous
+    statement ran goes to PostgreSQL in one statement, so a busy worker makes a few round trips
+    per batch instead of two per image, and PostgreSQL commits once per batch.
+
+    Every claim's advisory lock lives on one connection, the lock session, which runs those
+    statements; session-level locks are re-entrant, so the worker also keeps the ids it holds and
+    answers a second delivery of one of them "busy" itself. If the lock session fails it is
+    terminated, which releases all its locks at once (in-flight jobs finish unprotected: their
+    writes are atomic and their completion idempotent); a crashed worker's locks go the same way.
+    """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._session: asyncpg.pool.PoolConnectionProxy | None = None
+        self._queues: dict[Kind, list[Request]] = {"complete": [], "release": [], "claim": []}
+        self._flusher: asyncio.Task[None] | None = None
+        self._held: set[str] = set()
 
     @contextlib.asynccontextmanager
     async def claim(self, job: ImageJob) -> AsyncIterator[Claim]:
         """Claim `job` for the duration of the block (see `Claim.state`)."""
-        try:
-            conn = await self._pool.acquire()
-        except DB_ERRORS as exc:
-            raise RecordError(f"cannot reach the database: {exc}") from exc
-        held = None
+        if job.id in self._held:
+            yield Claim(job, "busy", 0)
+            return
+        self._held.add(job.id)
         claim: Claim | None = None
         try:
-            try:
-                row = await conn.fetchrow(
-                    CLAIM_SQL, job.id, job_kind(job), job.url, _ops(job), job.batch, _image_id(job)
-                )
-            except DB_ERRORS as exc:
-                held = True  # unknown: the lock may have been taken before the statement failed
-                raise RecordError(f"cannot claim job {job.id}: {exc}") from exc
-            assert row is not None
-            held = bool(row["held"])
-            attempts = row["attempts"]
+            held, attempts = await self.submit(
+                "claim", (job.id, job_kind(job), job.url, _ops(job), job.batch, _image_id(job))
+            )
             if not held:
-                claim = Claim(job, "busy", 0)
+                claim = Claim(job, "busy", 0, released=True)
             elif attempts is None:
                 claim = Claim(job, "completed", 0)
             else:
-                claim = Claim(job, "started", int(attempts), conn)
+                claim = Claim(job, "started", int(attempts), self)
             yield claim
         finally:
-            await self._release(
-                conn, job, still_locked=bool(held) and not (claim and claim.released)
-            )
+            try:
+                if claim is not None and not claim.released:
+                    with contextlib.suppress(RecordError):
+                        await self.submit("release", (job.id,))
+            finally:
+                self._held.discard(job.id)
 
-    async def _release(
-        self, conn: asyncpg.pool.PoolConnectionProxy, job: ImageJob, *, still_locked: bool
-    ) -> None:
-        """Hand the connection back with no advisory lock left on its session.
-
-        The pool does not reset connections (`reset_on_release=False`), so a connection whose
-        unlock failed is terminated instead: closing the session releases its locks.
-        """
+    async def submit(self, kind: Kind, row: tuple[Any, ...]) -> Any:
+        """Queue one row for the next statement of its kind and wait for its result."""
+        future = self._enqueue(kind, row)
         try:
-            if still_locked:
-                try:
-                    await conn.execute(UNLOCK_SQL, job.id)
-                except BaseException as exc:
-                    conn.terminate()
-                    if not isinstance(exc, DB_ERRORS):
-                        raise
-        finally:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if kind == "claim":  # the lock may be taken after all: let it go when it is
+                future.add_done_callback(lambda done: self._release_if_held(row[0], done))
+            raise
+
+    def _enqueue(self, kind: Kind, row: tuple[Any, ...]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queues[kind].append((row, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="job-records")
+        return future
+
+    def _release_if_held(self, job_id: str, claimed: asyncio.Future[Any]) -> None:
+        if claimed.cancelled() or claimed.exception() is not None or not claimed.result()[0]:
+            return
+        release = self._enqueue("release", (job_id,))
+        release.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def _flush(self) -> None:
+        """Run queued requests until none are left: completions and releases first (they free
+        claims), then claims. Every request gets an answer, whatever happens to a statement."""
+        try:
+            while any(self._queues.values()):
+                for kind in ("complete", "release", "claim"):
+                    batch, self._queues[kind] = self._queues[kind], []
+                    if batch:
+                        await self._run(kind, batch)
+        except BaseException as exc:  # cancelled (the loop is closing): nobody may wait forever
+            for kind, queued in self._queues.items():
+                self._queues[kind] = []
+                self._fail(queued, RecordError(f"cannot {kind}: {exc!r}"))
+            raise
+
+    async def _run(self, kind: Kind, batch: list[Request]) -> None:
+        columns = [list(column) for column in zip(*(row for row, _future in batch), strict=True)]
+        sql = {"claim": CLAIMS_SQL, "complete": COMPLETIONS_SQL, "release": RELEASES_SQL}[kind]
+        try:
+            session = await self._lock_session()
+            rows = await session.fetch(sql, *columns)
+            if kind == "claim":
+                results = {r["id"]: (bool(r["held"]), r["attempts"]) for r in rows}
+                for row, future in batch:
+                    if not future.done():
+                        future.set_result(results[row[0]])
+            else:
+                for _row, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+        except BaseException as exc:
+            # The session's state (which locks it holds) is unknown now: end it, which
+            # releases them all, and let the jobs' deliveries go back to the queue.
+            self._fail(batch, RecordError(f"cannot {kind} {len(batch)} job(s): {exc!r}"))
+            await self._drop_session()
+            if not isinstance(exc, Exception):
+                raise
+            if not isinstance(exc, DB_ERRORS):
+                log.exception("recording %d job(s) failed unexpectedly", len(batch))
+
+    @staticmethod
+    def _fail(batch: list[Request], error: RecordError) -> None:
+        for _row, future in batch:
+            if not future.done():
+                future.set_exception(error)
+
+    async def _lock_session(self) -> asyncpg.pool.PoolConnectionProxy:
+        if self._session is None:
+            self._session = await self._pool.acquire()
+        return self._session
+
+    async def _drop_session(self) -> None:
+        """Terminate the lock session: closing it is what releases its locks for certain."""
+        session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(*DB_ERRORS):  # already closed by a lost connection
+                session.terminate()
             with contextlib.suppress(*DB_ERRORS):
-                await self._pool.release(conn)
+                await self._pool.release(session)
+
+    async def close(self) -> None:
+        """Hand the lock session back (after the jobs are drained), or end it if a lock is
+        still held."""
+        if self._held:
+            await self._drop_session()
+            return
+        session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(*DB_ERRORS):
+                await self._pool.release(session)
 
     async def fail(self, job_id: str, reason: str) -> None:
         """Record a final failure (a no-op when the row does not exist or already completed)."""

@@ -35,6 +35,9 @@ from imagebatch.worker.tracing import trace_client
 
 log = logging.getLogger(__name__)
 
+FSYNC_THREADS = 16
+"""fsyncs of one write group in flight at once; they wait on the disk, not on a core."""
+
 
 class WorkerService:
     """One worker process's resources and their lifecycle."""
@@ -59,9 +62,11 @@ class WorkerService:
         self.downloader: Downloader | None = None
         self.consumer: Consumer | None = None
         self._pool: asyncpg.Pool | None = None
+        self._records: JobRecords | None = None
         self._connection: AbstractRobustConnection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._io_executor: ThreadPoolExecutor | None = None
+        self._fsync_executor: ThreadPoolExecutor | None = None
         self._stopping = False
 
     def ready(self) -> bool:
@@ -80,20 +85,20 @@ class WorkerService:
             DB_ERRORS,
             settings.startup_timeout_seconds,
         )
-        # Job claims release their advisory lock themselves (records.py), so the pool needs no
-        # server-side reset round trip on every release.
+        # Claims and completions go through one lock session (records.py); the other
+        # connections only record failures and retries, and leave no session state behind, so
+        # the pool needs no server-side reset round trip on every release.
         self._pool = await create_pool(
-            settings.database_url,
-            min_size=1,
-            max_size=settings.concurrency + 2,
-            reset_on_release=False,
+            settings.database_url, min_size=1, max_size=4, reset_on_release=False
         )
-        records = JobRecords(self._pool)
+        self._records = JobRecords(self._pool)
+        records = self._records
         self._executor = ThreadPoolExecutor(
             settings.transform_threads, thread_name_prefix="thumbnail"
         )
         # One thread for the group writer, one for the rare look at an earlier attempt's outputs.
         self._io_executor = ThreadPoolExecutor(2, thread_name_prefix="write")
+        self._fsync_executor = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="fsync")
         self.downloader = Downloader(
             Limits.from_settings(settings),
             AddressGuard.from_settings(
@@ -108,7 +113,10 @@ class WorkerService:
             downloader=self.downloader,
             storage=self.storage,
             writer=GroupWriter(
-                self.storage, self._io_executor, group_files=self.metrics.write_group_files
+                self.storage,
+                self._io_executor,
+                fsync_executor=self._fsync_executor,
+                group_files=self.metrics.write_group_files,
             ),
             records=records,
             executor=self._executor,
@@ -138,9 +146,11 @@ class WorkerService:
                 log.warning("broker connection did not close cleanly: %r", exc)
         if self.downloader is not None:
             await self.downloader.aclose()
+        if self._records is not None:
+            await self._records.close()
         if self._pool is not None:
             await self._pool.close()
-        for executor in (self._executor, self._io_executor):
+        for executor in (self._executor, self._io_executor, self._fsync_executor):
             if executor is not None:
                 executor.shutdown(wait=True)
         await self.health.stop()
