@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from pathlib import PurePosixPath
@@ -29,18 +30,21 @@ latency stays a few milliseconds."""
 
 class GroupWriter:
     """Writes files atomically through `Storage.write_group`, one group at a time, on
-    `executor` (the flusher runs as a task of the event loop that awaits the first write)."""
+    `executor`, the group's fsyncs side by side on `fsync_executor` (the flusher runs as a task
+    of the event loop that awaits the first write)."""
 
     def __init__(
         self,
         storage: Storage,
         executor: Executor,
         *,
+        fsync_executor: Executor | None = None,
         group_files: Histogram | None = None,
         max_files: int = MAX_GROUP_FILES,
     ) -> None:
         self.storage = storage
         self.executor = executor
+        self.fsync_executor = fsync_executor
         self.max_files = max_files
         self._group_files = group_files
         self._queue: collections.deque[tuple[Sequence[File], asyncio.Future[int]]] = (
@@ -78,7 +82,12 @@ class GroupWriter:
             if self._group_files is not None:
                 self._group_files.observe(len(files))
             try:
-                results = await loop.run_in_executor(self.executor, self.storage.write_group, files)
+                results = await loop.run_in_executor(
+                    self.executor,
+                    functools.partial(
+                        self.storage.write_group, files, fsync_executor=self.fsync_executor
+                    ),
+                )
             except BaseException as exc:
                 for _files, future in group:
                     if not future.done():

@@ -31,14 +31,15 @@ async def test_jobs_arriving_together_share_groups_and_every_file_lands(
     tmp_path: Path, executor: ThreadPoolExecutor
 ) -> None:
     groups = histogram()
-    writer = GroupWriter(Storage(tmp_path), executor, group_files=groups)
     jobs = [
         [(PurePosixPath(f"b/{n}_a.jpg"), b"a"), (PurePosixPath(f"b/{n}_b.jpg"), b"b")]
         for n in range(30)
     ]
-    written = await asyncio.gather(*(writer.write(files) for files in jobs))
+    with ThreadPoolExecutor(4) as fsyncs:
+        writer = GroupWriter(Storage(tmp_path), executor, fsync_executor=fsyncs, group_files=groups)
+        written = await asyncio.gather(*(writer.write(files) for files in jobs))
     assert written == [2] * 30
-    assert len(list((tmp_path / "b").iterdir())) == 60
+    assert len(await asyncio.to_thread(os.listdir, tmp_path / "b")) == 60
     group_count = next(
         s.value for metric in groups.collect() for s in metric.samples if s.name == "groups_count"
     )
