@@ -1,6 +1,6 @@
 """Worker benchmark: the thumbnail stage alone, the download stage alone, and end to end.
 
-    .venv/bin/python bench/worker.py [--images 2000] [--output PATH]
+    .venv/bin/python bench/worker.py [--images 2000] [--runs 1] [--output PATH]
 
 (a) thumbnail stage: 1024x768 JPEG photos → 256 px JPEG, images/s on one thread and on two,
     for the worker's `render` (DCT-scaled decode, one resize) next to a naive Pillow baseline
@@ -10,7 +10,8 @@
 (b) end to end: N images served on loopback through one worker process — publish → download →
     thumbnail → atomic write (fsync) → PostgreSQL → ack — with RabbitMQ and PostgreSQL started
     from imagebatch.devservers; images/s from the first job started to the last completed, and
-    that figure divided by the two-thread figure of (a).
+    that figure divided by the two-thread figure of (a). With --runs N, the median of N runs
+    (every run's figure is listed too: on a shared 2-core VM they spread by ±15 %).
 
 Prints the JSON and writes it to --output. Not a test: numbers depend on the machine.
 """
@@ -57,6 +58,10 @@ from tests.support.photos import photos  # noqa: E402
 from tests.support.worker_process import WorkerProcess  # noqa: E402
 
 SIZE = (1024, 768)
+END_TO_END_WORKER = {"concurrency": 24, "prefetch": 48}
+"""(b)'s worker settings unless --worker says otherwise. The defaults (8 in flight) leave the
+cores idle while jobs wait on their write group's fsyncs and on downloads; 24 keeps both
+thumbnail threads fed (measured: 255-271/s at 8 against 292-327/s at 24 in alternating runs)."""
 SPEC = Thumbnail(width=256, height=256, format="jpeg", quality=85)
 
 
@@ -279,14 +284,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "postgres_fsync": "off (imagebatch.devservers default)",
         },
     }
-    overrides = dict(item.split("=", 1) for item in args.worker)
+    overrides: dict[str, Any] = {**END_TO_END_WORKER, **dict(i.split("=", 1) for i in args.worker)}
     if "a" in args.stages:
         report["a_thumbnail_stage"] = thumbnail_stage(args.seconds)
     if "c" in args.stages:
         report["c_download_stage"] = await download_stage(args.downloads)
     if "b" in args.stages:
-        with tempfile.TemporaryDirectory(prefix="imagebatch-bench-") as tmp:
-            report["b_end_to_end"] = await end_to_end(args.images, Path(tmp), overrides)
+        runs = []
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory(prefix="imagebatch-bench-") as tmp:
+                runs.append(await end_to_end(args.images, Path(tmp), overrides))
+        runs.sort(key=lambda run: float(run["images_per_second"]))
+        report["b_end_to_end"] = runs[len(runs) // 2]  # the median run
+        report["b_images_per_second_every_run"] = [run["images_per_second"] for run in runs]
     if "a" in args.stages and "b" in args.stages:
         two = report["a_thumbnail_stage"]["worker"]["two_threads"]
         report["b_divided_by_a_two_threads"] = round(
@@ -298,6 +308,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000, help="jobs in the end-to-end run")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="end-to-end runs; (b) reports the median one"
+    )
     parser.add_argument("--downloads", type=int, default=2000, help="requests per transport")
     parser.add_argument("--seconds", type=float, default=4.0, help="per thumbnail measurement")
     parser.add_argument("--stages", default="acb", help="which of a, b, c to run")
@@ -306,7 +319,8 @@ def main() -> int:
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="worker setting for (b), e.g. --worker concurrency=16 (repeatable)",
+        help="worker setting for (b), e.g. --worker concurrency=8 (repeatable; default "
+        "concurrency=24, prefetch=48)",
     )
     parser.add_argument("--output", type=Path, default=REPO / ".cache" / "bench" / "worker.json")
     args = parser.parse_args()
