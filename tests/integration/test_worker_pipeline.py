@@ -19,6 +19,7 @@ from imagebatch.worker.settings import WorkerSettings
 from imagebatch.worker.storage import TEMP_PREFIX
 from tests.support.image_server import ImageServer
 from tests.support.worker_fixtures import (
+    advisory_locks_held,
     count_status,
     drain_dead_letters,
     files_under,
@@ -117,18 +118,6 @@ async def test_200_images_are_thumbnailed_recorded_and_acked(
         await conn.close()
     assert await queue_depth(settings, settings.queue) == 0
     assert await drain_dead_letters(settings) == []
-
-
-async def advisory_locks_held(database_url: str) -> int:
-    conn: asyncpg.Connection = await asyncpg.connect(database_url)
-    try:
-        held: int = await conn.fetchval(
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-            " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
-        )
-        return held
-    finally:
-        await conn.close()
 
 
 async def _all_completed(database_url: str, n: int) -> bool:

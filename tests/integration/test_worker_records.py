@@ -12,6 +12,7 @@ import pytest
 from imagebatch.core.db import create_pool
 from imagebatch.core.messages import ImageJob, decode_job
 from imagebatch.worker.records import JobRecords, OutputRecord, RecordError, SourceRecord
+from tests.support.worker_fixtures import advisory_locks_held
 
 OUTPUT = OutputRecord(path="t/x.jpg", width=256, height=192, bytes=1234, format="jpeg")
 
@@ -25,18 +26,6 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, max_size=4, reset_on_release=False)
     yield pool
     await pool.close()
-
-
-async def advisory_locks(database_url: str) -> int:
-    conn: asyncpg.Connection = await asyncpg.connect(database_url)
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-            " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
-        )
-        return count
-    finally:
-        await conn.close()
 
 
 async def test_many_jobs_claimed_and_completed_at_once_are_all_recorded(
@@ -57,7 +46,7 @@ async def test_many_jobs_claimed_and_completed_at_once_are_all_recorded(
         ("completed", 1, 640)
     }
     assert rows[0]["outputs"][0]["path"] == "t/x.jpg"
-    assert await advisory_locks(database_url) == 0
+    assert await advisory_locks_held(database_url) == 0
 
 
 async def test_a_job_has_one_holder_within_a_worker_and_across_workers(
@@ -75,7 +64,7 @@ async def test_a_job_has_one_holder_within_a_worker_and_across_workers(
         assert later.state == "completed"
     for records in (mine, theirs):
         await records.close()
-    assert await advisory_locks(database_url) == 0
+    assert await advisory_locks_held(database_url) == 0
 
 
 async def test_a_claim_left_without_completing_is_released_for_the_next_delivery(
@@ -110,4 +99,4 @@ async def test_a_lost_lock_session_releases_every_lock_and_the_next_claim_reconn
         assert fresh.state == "started"
         await fresh.complete(SourceRecord(1, 1, 1), [OUTPUT])
     await records.close()
-    assert await advisory_locks(database_url) == 0
+    assert await advisory_locks_held(database_url) == 0

@@ -146,6 +146,19 @@ async def count_status(database_url: str, status: str) -> int:
     return int(value)
 
 
+async def advisory_locks_held(database_url: str) -> int:
+    """Advisory locks anyone holds in this database (claims of jobs being processed)."""
+    conn: asyncpg.Connection = await asyncpg.connect(database_url)
+    try:
+        value = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    return int(value)
+
+
 async def queue_depth(settings: CommonSettings, queue: str) -> int:
     connection = await connect(settings.rabbit_url)
     async with connection:
