@@ -12,6 +12,17 @@ from pydantic import Field
 
 from imagebatch.core.settings import CommonSettings
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def pod_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+    """The namespace of the pod the api runs in (its service account's), else `default`: a
+    batch posted without a namespace lands next to the api that took it."""
+    try:
+        return path.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
 
 class ApiSettings(CommonSettings):
     """Everything `imagebatch-api` can be told; each field is its upper-cased env variable."""
@@ -51,7 +62,8 @@ class ApiSettings(CommonSettings):
         default=None, description="Set by Kubernetes inside a pod; selects in-cluster config."
     )
     kube_namespace: str = Field(
-        default="default", description="Namespace of /batches when a request names none."
+        default_factory=pod_namespace,
+        description="Namespace of /batches when a request names none (default: the pod's own).",
     )
     kube_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of each call to the Kubernetes API server."
