@@ -251,7 +251,7 @@ class JobRecords:
         except BaseException as exc:  # cancelled (the loop is closing): nobody may wait forever
             for kind, queued in self._queues.items():
                 self._queues[kind] = []
-                self._fail(queued, RecordError(f"cannot {kind}: {exc!r}"))
+                self._fail(queued, f"cannot {kind}: {exc!r}")
             raise
 
     async def _run(self, kind: Kind, batch: list[Request]) -> None:
@@ -272,7 +272,7 @@ class JobRecords:
         except BaseException as exc:
             # The session's state (which locks it holds) is unknown now: end it, which
             # releases them all, and let the jobs' deliveries go back to the queue.
-            self._fail(batch, RecordError(f"cannot {kind} {len(batch)} job(s): {exc!r}"))
+            self._fail(batch, f"cannot {kind} {len(batch)} job(s): {exc!r}")
             await self._drop_session()
             if not isinstance(exc, Exception):
                 raise
@@ -280,10 +280,11 @@ class JobRecords:
                 log.exception("recording %d job(s) failed unexpectedly", len(batch))
 
     @staticmethod
-    def _fail(batch: list[Request], error: RecordError) -> None:
+    def _fail(batch: list[Request], reason: str) -> None:
+        """A RecordError of its own for each waiting job (they are raised in different tasks)."""
         for _row, future in batch:
             if not future.done():
-                future.set_exception(error)
+                future.set_exception(RecordError(reason))
 
     async def _lock_session(self) -> asyncpg.pool.PoolConnectionProxy:
         if self._session is None:
