@@ -15,31 +15,13 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.contract import ANY_PROCESS_ENV
 from tests.support.k8s import KubeCluster
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
 NAMESPACE = "imagebatch"
 IMAGE = "imagebatch:dev"
-CONTRACT_ENV = {
-    "RABBIT_URL",
-    "DATABASE_URL",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "EXCHANGE",
-    "QUEUE",
-    "DLX",
-    "DLQ",
-    "ROUTING_KEY",
-    "CONCURRENCY",
-    "PREFETCH",
-    "OUTPUT_DIR",
-    "UPLOADS_DIR",
-    "METRICS_PORT",
-    "ALLOW_PRIVATE_SOURCES",
-    "HOST",
-    "PORT",
-}
-"""Environment variables DESIGN.md's contract names for the worker, the api and the operator."""
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +160,7 @@ def test_our_processes_get_only_contract_environment_variables(
         names = {variable["name"] for variable in container.get("env", [])}
         for source in container.get("envFrom", []):
             names |= set(secrets[source["secretRef"]["name"]]["stringData"])
-        assert names <= CONTRACT_ENV, name
+        assert names <= ANY_PROCESS_ENV, name
 
 
 def test_the_connection_urls_name_the_in_cluster_services(rendered: list[dict[str, Any]]) -> None:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from imagebatch.core.settings import CommonSettings
+from tests.support.contract import CONNECTION_ENV, CONTRACT_ENV, MESSAGING_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -34,24 +35,6 @@ DESIGN_SERVICES = {
     "prometheus",
     "grafana",
 }
-
-MESSAGING_ENV = {"EXCHANGE", "QUEUE", "DLX", "DLQ", "ROUTING_KEY"}
-CONNECTION_ENV = {"RABBIT_URL", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
-CONTRACT_ENV = {
-    "worker": CONNECTION_ENV
-    | MESSAGING_ENV
-    | {
-        "CONCURRENCY",
-        "PREFETCH",
-        "OUTPUT_DIR",
-        "UPLOADS_DIR",
-        "METRICS_PORT",
-        "ALLOW_PRIVATE_SOURCES",
-    },
-    "api": CONNECTION_ENV | MESSAGING_ENV | {"HOST", "PORT", "OUTPUT_DIR", "UPLOADS_DIR"},
-    "samples": set(),
-}
-"""The environment each ImageBatch process is documented to read (DESIGN.md ⚑ sections)."""
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,23 @@
+"""The environment each ImageBatch process is documented to read (DESIGN.md ⚑ sections): what
+deployment files (docker-compose.yml, manifests/) may set on our containers."""
+
+from __future__ import annotations
+
+MESSAGING_ENV = frozenset({"EXCHANGE", "QUEUE", "DLX", "DLQ", "ROUTING_KEY"})
+CONNECTION_ENV = frozenset({"RABBIT_URL", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"})
+CONTRACT_ENV: dict[str, frozenset[str]] = {
+    "worker": CONNECTION_ENV
+    | MESSAGING_ENV
+    | {
+        "CONCURRENCY",
+        "PREFETCH",
+        "OUTPUT_DIR",
+        "UPLOADS_DIR",
+        "METRICS_PORT",
+        "ALLOW_PRIVATE_SOURCES",
+    },
+    "api": CONNECTION_ENV | MESSAGING_ENV | {"HOST", "PORT", "OUTPUT_DIR", "UPLOADS_DIR"},
+    "samples": frozenset(),
+}
+ANY_PROCESS_ENV = frozenset().union(*CONTRACT_ENV.values())
+"""What any of our processes may be given (the operator reads the worker's and the api's)."""
