@@ -12,8 +12,6 @@ import asyncio
 import re
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +25,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.k8s]
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 25
-
-
-@pytest.fixture
-def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
-    name = f"fuzz-{uuid.uuid4().hex[:8]}"
-    kube_cluster.kubectl("create", "namespace", name)
-    yield name
-    kube_cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 async def test_generated_requests_get_no_5xx_and_documented_responses(
