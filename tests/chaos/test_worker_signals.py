@@ -75,6 +75,22 @@ def assert_outputs_whole(settings: WorkerSettings, ids: list[str]) -> None:
             assert image.size == (256, 192)
 
 
+async def a_second_worker_finishes_the_batch(
+    settings: WorkerSettings, ids: list[str], tmp_path: Path, *, stop: signal.Signals
+) -> None:
+    """A fresh worker completes what the first left, exits 0 on `stop`, and every image was
+    completed exactly once over both."""
+    second = await WorkerProcess(settings, tmp_path / "worker-2.log").start()
+    try:
+        await wait_for(lambda: completed_at_least(settings.database_url, BATCH), within=60)
+        second.signal(stop)
+        assert await second.wait() == 0
+    finally:
+        await second.close()
+    completions = await count_completions(settings.database_url)
+    assert completions == dict.fromkeys(ids, 1), "every image completed exactly once"
+
+
 async def test_sigterm_mid_batch_finishes_in_flight_images_and_exits_0(
     chaos_settings: WorkerSettings, slow_source: ImageServer, tmp_path: Path
 ) -> None:
@@ -98,16 +114,7 @@ async def test_sigterm_mid_batch_finishes_in_flight_images_and_exits_0(
     assert await queue_depth(settings, settings.queue) == BATCH - done, "the rest is queued"
     assert_outputs_whole(settings, sorted(rows))
 
-    second = await WorkerProcess(settings, tmp_path / "worker-2.log").start()
-    try:
-        await wait_for(lambda: completed_at_least(settings.database_url, BATCH), within=60)
-        second.signal(signal.SIGINT)
-        assert await second.wait() == 0
-    finally:
-        await second.close()
-
-    completions = await count_completions(settings.database_url)
-    assert completions == dict.fromkeys(ids, 1), "every image completed exactly once"
+    await a_second_worker_finishes_the_batch(settings, ids, tmp_path, stop=signal.SIGINT)
     rows = await job_rows(settings.database_url)
     assert {r["attempts"] for r in rows.values()} == {1}, "a drained job is never redone"
     assert_outputs_whole(settings, ids)
@@ -132,16 +139,7 @@ async def test_kill_9_mid_batch_loses_nothing_and_leaves_no_partial_file(
     in_flight = [r for r in rows.values() if r["status"] == "processing"]
     assert in_flight, "some jobs were cut off in the middle"
 
-    second = await WorkerProcess(settings, tmp_path / "worker-2.log").start()
-    try:
-        await wait_for(lambda: completed_at_least(settings.database_url, BATCH), within=60)
-        second.signal(signal.SIGTERM)
-        assert await second.wait() == 0
-    finally:
-        await second.close()
-
-    completions = await count_completions(settings.database_url)
-    assert completions == dict.fromkeys(ids, 1), "every image completed exactly once"
+    await a_second_worker_finishes_the_batch(settings, ids, tmp_path, stop=signal.SIGTERM)
     rows = await job_rows(settings.database_url)
     assert {r["status"] for r in rows.values()} == {"completed"}
     assert max(r["attempts"] for r in rows.values()) == 2, "cut-off jobs were redone once"
