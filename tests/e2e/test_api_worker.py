@@ -3,7 +3,9 @@ uploads or asks for comes back as a thumbnail through the api."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,19 @@ async def finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     return state
 
 
+@contextlib.asynccontextmanager
+async def api_and_worker(
+    messaging: CommonSettings, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The api and a worker running as processes, and a client of the api."""
+    async with (
+        api_process(messaging, tmp_path) as (base, _api),
+        worker_process(messaging, tmp_path),
+        httpx.AsyncClient(base_url=base, timeout=10) as client,
+    ):
+        yield client
+
+
 def decoded(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
@@ -43,11 +58,7 @@ async def test_an_uploaded_photo_comes_back_as_a_decodable_thumbnail(
     messaging: CommonSettings, tmp_path: Path
 ) -> None:
     original = photos((1024, 768))[0]
-    async with (
-        api_process(messaging, tmp_path) as (base, _api),
-        worker_process(messaging, tmp_path),
-        httpx.AsyncClient(base_url=base, timeout=10) as client,
-    ):
+    async with api_and_worker(messaging, tmp_path) as client:
         accepted = await client.post(
             "/uploads", files={"file": ("astronaut.jpg", original, "image/jpeg")}
         )
@@ -74,12 +85,7 @@ async def test_an_uploaded_photo_comes_back_as_a_decodable_thumbnail(
 async def test_a_task_by_url_and_enqueued_seed_rows_are_thumbnailed(
     messaging: CommonSettings, tmp_path: Path
 ) -> None:
-    async with (
-        ImageServer() as images,
-        api_process(messaging, tmp_path) as (base, _api),
-        worker_process(messaging, tmp_path),
-        httpx.AsyncClient(base_url=base, timeout=10) as client,
-    ):
+    async with ImageServer() as images, api_and_worker(messaging, tmp_path) as client:
         seeded = await seed_images(
             messaging.database_url, [images.url(f"/photo/{n}.jpg") for n in range(3)]
         )
@@ -103,12 +109,7 @@ async def test_a_task_by_url_and_enqueued_seed_rows_are_thumbnailed(
 async def test_a_url_that_is_not_an_image_ends_failed_with_the_reason(
     messaging: CommonSettings, tmp_path: Path
 ) -> None:
-    async with (
-        ImageServer() as images,
-        api_process(messaging, tmp_path) as (base, _api),
-        worker_process(messaging, tmp_path),
-        httpx.AsyncClient(base_url=base, timeout=10) as client,
-    ):
+    async with ImageServer() as images, api_and_worker(messaging, tmp_path) as client:
         task = await client.post("/tasks", json={"url": images.url("/html.jpg")})
         state = await finished(client, task.json()["id"])
         thumbnail = await client.get(f"/images/{task.json()['id']}/thumbnail")
