@@ -75,6 +75,20 @@ def assert_outputs_whole(settings: WorkerSettings, ids: list[str]) -> None:
             assert image.size == (256, 192)
 
 
+async def a_worker_stopped_mid_batch(
+    settings: WorkerSettings, tmp_path: Path, stop: signal.Signals
+) -> int:
+    """Run a worker until 60 images are done, send it `stop`; its exit code."""
+    first = await WorkerProcess(settings, tmp_path / "worker-1.log").start()
+    try:
+        await first.wait_ready()
+        await wait_for(lambda: completed_at_least(settings.database_url, 60))
+        first.signal(stop)
+        return await first.wait()
+    finally:
+        await first.close()
+
+
 async def a_second_worker_finishes_the_batch(
     settings: WorkerSettings, ids: list[str], tmp_path: Path, *, stop: signal.Signals
 ) -> None:
@@ -96,14 +110,7 @@ async def test_sigterm_mid_batch_finishes_in_flight_images_and_exits_0(
 ) -> None:
     settings = chaos_settings
     ids = await publish_batch(settings, slow_source)
-    first = await WorkerProcess(settings, tmp_path / "worker-1.log").start()
-    try:
-        await first.wait_ready()
-        await wait_for(lambda: completed_at_least(settings.database_url, 60))
-        first.signal(signal.SIGTERM)
-        assert await first.wait() == 0
-    finally:
-        await first.close()
+    assert await a_worker_stopped_mid_batch(settings, tmp_path, signal.SIGTERM) == 0
     log = (tmp_path / "worker-1.log").read_text()
     assert "draining" in log or "stopping" in log
 
@@ -126,14 +133,7 @@ async def test_kill_9_mid_batch_loses_nothing_and_leaves_no_partial_file(
 ) -> None:
     settings = chaos_settings
     ids = await publish_batch(settings, slow_source)
-    first = await WorkerProcess(settings, tmp_path / "worker-1.log").start()
-    try:
-        await first.wait_ready()
-        await wait_for(lambda: completed_at_least(settings.database_url, 60))
-        first.signal(signal.SIGKILL)
-        assert await first.wait() == -signal.SIGKILL
-    finally:
-        await first.close()
+    assert await a_worker_stopped_mid_batch(settings, tmp_path, signal.SIGKILL) == -signal.SIGKILL
     rows = await job_rows(settings.database_url)
     assert len(rows) < BATCH, "killed mid-batch"
     in_flight = [r for r in rows.values() if r["status"] == "processing"]
