@@ -4,6 +4,7 @@ SIGTERM or SIGINT, drain, exit 0."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -33,6 +34,20 @@ async def serve(settings: WorkerSettings) -> None:
     await WorkerService(settings, tracer_provider=provider).run(stop)
 
 
+def tune_garbage_collector() -> None:
+    """Collect less often, and never re-scan what start-up built.
+
+    Each image leaves a few dozen short-lived objects in reference cycles (futures, exceptions,
+    tracebacks), so with the default threshold (700) the collector ran ~200 times per 2,000
+    images, now and then walking every module and class loaded at start-up: ~0.1 ms of event-loop
+    time per image. Freezing the start-up heap and raising the youngest generation's threshold
+    brought that to ~0.035 ms; the garbage waits a little longer, but it is small.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def main() -> int:
     settings = WorkerSettings()
     logging.basicConfig(
@@ -44,6 +59,7 @@ def main() -> int:
     # Pillow's own bomb check warns below its error threshold; ours (MAX_PIXELS) refuses first.
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     Image.MAX_IMAGE_PIXELS = settings.max_pixels
+    tune_garbage_collector()
     try:
         asyncio.run(serve(settings))
     except Exception:

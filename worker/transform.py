@@ -3,8 +3,8 @@
 Speed comes from decoding less, not resizing faster: a JPEG is decoded at the smallest DCT scale
 (1/2, 1/4, 1/8) whose result still covers the largest thumbnail asked for (`Image.draft`), then
 resized once — or not at all when the scaled decode is already the exact size. Pillow releases the
-GIL while decoding, resizing and encoding, so a few threads use every core without copying images
-between processes.
+GIL while decoding and resizing, and while encoding into a file descriptor (`encode_sink`), so a few
+threads use every core without copying images between processes.
 
 Everything a source can carry beyond pixels (EXIF with GPS, XMP, JPEG comments) is dropped; the
 orientation EXIF asks for is applied to the pixels first, so the thumbnail is upright without it.
@@ -16,11 +16,12 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from imagebatch.core.errors import PermanentError
 from imagebatch.core.imagetypes import SNIFF_BYTES, describe, sniff
 from imagebatch.core.messages import Thumbnail
+from imagebatch.worker.encode_sink import encode_releasing_gil
 
 ORIENTATION_TAG = 0x0112
 SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -76,7 +77,7 @@ def output_size(width: int, height: int, spec: Thumbnail) -> tuple[int, int]:
     return w, h
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
+def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
     kind = sniff(data[:SNIFF_BYTES])
     if kind is None:
         raise PermanentError(f"not an image: {describe(data[:SNIFF_BYTES])}", code="not_an_image")
@@ -129,7 +130,8 @@ def _to_working_mode(image: Image.Image) -> Image.Image:
 
 def decode(data: bytes, specs: Sequence[Thumbnail], max_pixels: int) -> Decoded:
     """Decode `data` just large enough for every spec, upright and in a working mode."""
-    image = _open(data, max_pixels)
+    source = _open(data, max_pixels)
+    image: Image.Image = source
     fmt = str(image.format)
     icc = image.info.get("icc_profile") if image.mode in ("RGB", "RGBA", "P") else None
     orientation = _orientation(image)
@@ -138,6 +140,9 @@ def decode(data: bytes, specs: Sequence[Thumbnail], max_pixels: int) -> Decoded:
     upright = (height, width) if swap else (width, height)
     need_w = max(target_size(*upright, spec)[0] for spec in specs)
     need_h = max(target_size(*upright, spec)[1] for spec in specs)
+    # The source is already in memory: hand the decoder all of it at once. Pillow's default feeds
+    # 64 KB at a time, and each call gives up the GIL and must win it back from the event loop.
+    source.decodermaxblock = max(len(data), source.decodermaxblock)
     try:
         if fmt == "JPEG":
             image.draft(image.mode, (need_h, need_w) if swap else (need_w, need_h))
@@ -189,10 +194,12 @@ def encode(image: Image.Image, spec: Thumbnail, icc_profile: bytes | None) -> by
     options: dict[str, object] = {}
     if icc_profile and out.mode in ("RGB", "RGBA"):
         options["icc_profile"] = icc_profile
-    buffer = io.BytesIO()
     if spec.format == "jpeg":
-        out.save(buffer, "JPEG", quality=spec.quality, **options)
-    elif spec.format == "png":
+        return encode_releasing_gil(
+            lambda fp: out.save(fp, "JPEG", quality=spec.quality, **options)
+        )
+    buffer = io.BytesIO()
+    if spec.format == "png":
         out.save(buffer, "PNG", compress_level=6, **options)
     else:
         out.save(buffer, "WEBP", quality=spec.quality, method=4, **options)
