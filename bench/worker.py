@@ -62,10 +62,11 @@ from tests.support.photos import photos  # noqa: E402
 from tests.support.worker_process import WorkerProcess  # noqa: E402
 
 SIZE = (1024, 768)
-END_TO_END_WORKER = {"concurrency": 24, "prefetch": 48}
+END_TO_END_WORKER = {"concurrency": 48, "prefetch": 96}
 """(b)'s worker settings unless --worker says otherwise. The defaults (8 in flight) leave the
-cores idle while jobs wait on their write group's fsyncs and on downloads; 24 keeps both
-thumbnail threads fed (measured: 255-271/s at 8 against 292-327/s at 24 in alternating runs)."""
+cores idle: a job spends most of its time waiting, for its write group above all (every file of
+a group waits for the group's fsyncs, and the one flusher for the GIL). Measured in alternating
+runs: 255-271/s at 8 against 292-327/s at 24, then 363-376/s at 24 against 383-399/s at 48."""
 SPEC = Thumbnail(width=256, height=256, format="jpeg", quality=85)
 
 
@@ -347,7 +348,7 @@ def main() -> int:
         default=[],
         metavar="FIELD=VALUE",
         help="worker setting for (b), e.g. --worker concurrency=8 (repeatable; default "
-        "concurrency=24, prefetch=48)",
+        "concurrency=48, prefetch=96)",
     )
     parser.add_argument("--output", type=Path, default=REPO / ".cache" / "bench" / "worker.json")
     args = parser.parse_args()
