@@ -14,7 +14,7 @@
     thumbnail → atomic write (fsync) → PostgreSQL → ack — with RabbitMQ and PostgreSQL started
     from imagebatch.devservers; images/s from the first job started to the last completed, and
     that figure divided by the two-thread figure of (a). With --runs N, the median of N runs
-    (every run's figure is listed too: on a shared 2-core VM the same code gave 255-404/s
+    (every run's figure is listed too: on a shared 2-core VM the same code gave 280-400/s
     within one hour).
 
 Prints the JSON and writes it to --output. Not a test: numbers depend on the machine.
