@@ -195,15 +195,12 @@ def encode(image: Image.Image, spec: Thumbnail, icc_profile: bytes | None) -> by
     if icc_profile and out.mode in ("RGB", "RGBA"):
         options["icc_profile"] = icc_profile
     if spec.format == "jpeg":
-        return encode_releasing_gil(
-            lambda fp: out.save(fp, "JPEG", quality=spec.quality, **options)
-        )
-    buffer = io.BytesIO()
-    if spec.format == "png":
-        out.save(buffer, "PNG", compress_level=6, **options)
+        pillow_format, options = "JPEG", {**options, "quality": spec.quality}
+    elif spec.format == "png":
+        pillow_format, options = "PNG", {**options, "compress_level": 6}
     else:
-        out.save(buffer, "WEBP", quality=spec.quality, method=4, **options)
-    return buffer.getvalue()
+        pillow_format, options = "WEBP", {**options, "quality": spec.quality, "method": 4}
+    return encode_releasing_gil(lambda fp: out.save(fp, pillow_format, **options))
 
 
 def render(

@@ -60,3 +60,13 @@ def test_a_save_that_fails_leaves_the_next_encode_intact() -> None:
     with pytest.raises(OSError, match="disk on fire"):
         encode_releasing_gil(broken)
     assert via_sink(image) == via_bytesio(image)
+
+
+@pytest.mark.parametrize(("fmt", "options"), [("PNG", {"compress_level": 6}), ("WEBP", {})])
+def test_formats_that_write_through_python_come_out_the_same_too(
+    fmt: str, options: dict[str, object]
+) -> None:
+    image = photo_images((320, 240))[4]
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    assert encode_releasing_gil(lambda fp: image.save(fp, fmt, **options)) == buffer.getvalue()
