@@ -6,8 +6,10 @@ encode; with the GIL held that is time the event loop cannot run, and two thumbn
 encoding at once run one after the other (measured here: 4,900/s on one thread and on two through
 `BytesIO`, 4,900/s and 8,400/s through this sink). So each thumbnail thread encodes into a memory
 file of its own (`memfd_create`, reused: no file is created per image) and reads the bytes back,
-for ~3 µs more per image. PNG and WebP go through the same sink, so there is one way to encode;
-their savers write through `write` rather than into the descriptor, so they gain nothing from it.
+for ~3 µs more per image. Every Pillow encode goes through the sink, so there is one way to
+encode: JPEGs that keep a colour profile gain from it; PNG and WebP savers write through `write`
+rather than into the descriptor, so they gain nothing. (Plain JPEG thumbnails are encoded by
+TurboJPEG instead, `jpeg_turbo`, which releases the GIL by itself.)
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Thumbnails from image bytes with Pillow: pure functions, run in a thread pool.
 
 Speed comes from decoding less, not resizing faster: a JPEG is decoded at the smallest DCT scale
-(1/2, 1/4, 1/8) whose result still covers the largest thumbnail asked for (`Image.draft`), then
-resized once — or not at all when the scaled decode is already the exact size. Pillow releases the
-GIL while decoding and resizing, and while encoding into a file descriptor (`encode_sink`), so a few
-threads use every core without copying images between processes.
+(1/2, 1/4, 1/8) whose result still covers the largest thumbnail asked for, then resized once — or
+not at all when the scaled decode is already the exact size. Plain JPEGs are decoded and encoded
+through libjpeg-turbo's own API (`jpeg_turbo`), everything else through Pillow (`Image.draft` for
+the scaled decode). Both release the GIL while decoding, resizing and encoding (Pillow when it
+encodes into a file descriptor: `encode_sink`), so a few threads use every core without copying
+images between processes.
 
 Everything a source can carry beyond pixels (EXIF with GPS, XMP, JPEG comments) is dropped; the
 orientation EXIF asks for is applied to the pixels first, so the thumbnail is upright without it.
@@ -16,14 +18,25 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from imagebatch.core.errors import PermanentError
 from imagebatch.core.imagetypes import SNIFF_BYTES, describe, sniff
 from imagebatch.core.messages import Thumbnail
+from imagebatch.worker import jpeg_turbo
 from imagebatch.worker.encode_sink import encode_releasing_gil
 
 ORIENTATION_TAG = 0x0112
+UPRIGHTING = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""What turns a stored image upright, per EXIF orientation (1 needs nothing)."""
 SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 RESAMPLE = Image.Resampling.LANCZOS
 REDUCING_GAP = 3.0
@@ -128,27 +141,39 @@ def _to_working_mode(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode(data: bytes, specs: Sequence[Thumbnail], max_pixels: int) -> Decoded:
-    """Decode `data` just large enough for every spec, upright and in a working mode."""
-    source = _open(data, max_pixels)
-    image: Image.Image = source
-    fmt = str(image.format)
-    icc = image.info.get("icc_profile") if image.mode in ("RGB", "RGBA", "P") else None
-    orientation = _orientation(image)
-    swap = orientation in SWAPPING_ORIENTATIONS
-    width, height = image.size
-    upright = (height, width) if swap else (width, height)
-    need_w = max(target_size(*upright, spec)[0] for spec in specs)
-    need_h = max(target_size(*upright, spec)[1] for spec in specs)
+def _decode_pixels(
+    source: ImageFile.ImageFile, data: bytes, needed: tuple[int, int]
+) -> Image.Image:
+    """The pixels of `source` (opened from `data`), JPEGs reduced as far as `needed` allows."""
+    if source.format == "JPEG":
+        if jpeg_turbo.handles(source.mode):
+            fast = jpeg_turbo.decode_reduced(data, source.mode, source.size, needed)
+            if fast is not None:
+                return fast
+        source.draft(source.mode, needed)
     # The source is already in memory: hand the decoder all of it at once. Pillow's default feeds
     # 64 KB at a time, and each call gives up the GIL and must win it back from the event loop.
     source.decodermaxblock = max(len(data), source.decodermaxblock)
+    source.load()
+    return source
+
+
+def decode(data: bytes, specs: Sequence[Thumbnail], max_pixels: int) -> Decoded:
+    """Decode `data` just large enough for every spec, upright and in a working mode."""
+    source = _open(data, max_pixels)
+    fmt = str(source.format)
+    icc = source.info.get("icc_profile") if source.mode in ("RGB", "RGBA", "P") else None
+    orientation = _orientation(source)
+    swap = orientation in SWAPPING_ORIENTATIONS
+    width, height = source.size
+    upright = (height, width) if swap else (width, height)
+    need_w = max(target_size(*upright, spec)[0] for spec in specs)
+    need_h = max(target_size(*upright, spec)[1] for spec in specs)
+    needed = (need_h, need_w) if swap else (need_w, need_h)
     try:
-        if fmt == "JPEG":
-            image.draft(image.mode, (need_h, need_w) if swap else (need_w, need_h))
-        image.load()
+        image = _decode_pixels(source, data, needed)
         if orientation != 1:
-            image = ImageOps.exif_transpose(image)
+            image = image.transpose(UPRIGHTING[orientation])
         image = _to_working_mode(image)
     except DECODE_ERRORS as exc:
         raise PermanentError(f"corrupt {fmt} image: {exc}", code="corrupt_image") from exc
@@ -194,6 +219,8 @@ def encode(image: Image.Image, spec: Thumbnail, icc_profile: bytes | None) -> by
     options: dict[str, object] = {}
     if icc_profile and out.mode in ("RGB", "RGBA"):
         options["icc_profile"] = icc_profile
+    if spec.format == "jpeg" and "icc_profile" not in options and jpeg_turbo.handles(out.mode):
+        return jpeg_turbo.encode(out, spec.quality)
     if spec.format == "jpeg":
         pillow_format, options = "JPEG", {**options, "quality": spec.quality}
     elif spec.format == "png":
