@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
@@ -224,3 +225,23 @@ def test_a_truncated_jpeg_is_a_permanent_failure() -> None:
         render(data[: len(data) * 6 // 10], [Thumbnail()], max_pixels=MAX_PIXELS)
     assert caught.value.code == "corrupt_image"
     assert isinstance(caught.value.__cause__, OSError), "the cause is chained"
+
+
+def test_a_damaged_jpeg_becomes_a_thumbnail_or_a_permanent_failure_never_another_error() -> None:
+    rng = random.Random(7)
+    sources = photos((320, 240))
+    outcomes: set[str] = set()
+    for _ in range(300):
+        data = bytearray(rng.choice(sources))
+        for _ in range(rng.randint(1, 8)):
+            where = rng.randrange(2, len(data))
+            if rng.random() < 0.7:
+                data[where] = rng.randrange(256)
+            else:
+                del data[where : where + rng.randint(1, 64)]
+        try:
+            render(bytes(data), [Thumbnail(width=64, height=64)], max_pixels=MAX_PIXELS)
+            outcomes.add("thumbnail")
+        except PermanentError as exc:
+            outcomes.add(exc.code)
+    assert {"thumbnail", "corrupt_image"} <= outcomes
