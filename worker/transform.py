@@ -219,9 +219,9 @@ def encode(image: Image.Image, spec: Thumbnail, icc_profile: bytes | None) -> by
     options: dict[str, object] = {}
     if icc_profile and out.mode in ("RGB", "RGBA"):
         options["icc_profile"] = icc_profile
-    if spec.format == "jpeg" and "icc_profile" not in options and jpeg_turbo.handles(out.mode):
-        return jpeg_turbo.encode(out, spec.quality)
     if spec.format == "jpeg":
+        if not options and jpeg_turbo.handles(out.mode):  # no profile to embed: TurboJPEG
+            return jpeg_turbo.encode(out, spec.quality)
         pillow_format, options = "JPEG", {**options, "quality": spec.quality}
     elif spec.format == "png":
         pillow_format, options = "PNG", {**options, "compress_level": 6}
