@@ -19,9 +19,9 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from imagebatch.api.batch_models import GROUP, PLURAL, VERSION
 from imagebatch.api.errors import ApiError, Conflict, DependencyUnavailable, NotFound, Unprocessable
 from imagebatch.api.settings import ApiSettings
+from imagebatch.core.imagebatch import GROUP, PLURAL, VERSION
 
 NO_CLUSTER = (
     "no Kubernetes cluster is configured: set KUBECONFIG, or run the api in a pod "

@@ -13,10 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from imagebatch.core.jobs import JobKind, JobStatus
 from imagebatch.core.messages import MAX_URL_LENGTH, Operation
-
-JobStatus = Literal["pending", "processing", "completed", "failed"]
-JobKind = Literal["image", "batch", "task", "upload"]
 
 _PORT = r"([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"

@@ -6,15 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from imagebatch.api.batch_models import (
+from imagebatch.api.deps import ServicesDep
+from imagebatch.api.errors import responses
+from imagebatch.core.imagebatch import (
     DNS_LABEL,
     Batch,
     BatchCreate,
     BatchList,
     batch_view,
 )
-from imagebatch.api.deps import ServicesDep
-from imagebatch.api.errors import responses
 
 router = APIRouter(tags=["batches"])
 

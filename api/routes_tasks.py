@@ -28,6 +28,7 @@ from imagebatch.api.models import (
 )
 from imagebatch.api.publisher import PublishFailed
 from imagebatch.api.settings import ApiSettings
+from imagebatch.core.jobs import mark_published
 from imagebatch.core.messages import SAFE_ID, ImageJob
 
 JobId = Annotated[
@@ -124,7 +125,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         except PublishFailed:
             await store.delete_job(services.pool, row["id"])
             raise
-        await store.mark_published(services.pool, [row["id"]])
+        await mark_published(services.pool, [row["id"]])
         services.metrics.jobs_accepted.labels("task").inc()
         return accepted(row, status_url=status_url)
 
@@ -174,7 +175,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         try:
             published = await services.publisher.publish(jobs)
         except PublishFailed as exc:
-            await store.mark_published(services.pool, exc.published)
+            await mark_published(services.pool, exc.published)
             failed = sorted({c.id for c in claimed} - set(exc.published))
             await store.mark_unpublished(services.pool, failed, f"not published: {exc.detail}")
             services.metrics.jobs_accepted.labels("image").inc(len(exc.published))
@@ -183,7 +184,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
                 f"by the next /enqueue. {exc.detail}"
             )
             raise
-        await store.mark_published(services.pool, published)
+        await mark_published(services.pool, published)
         services.metrics.jobs_accepted.labels("image").inc(len(published))
         return EnqueueResult(enqueued=len(published), limit=take)
 

@@ -35,6 +35,7 @@ from imagebatch.api.models import UploadAccepted
 from imagebatch.api.publisher import PublishFailed
 from imagebatch.api.routes_tasks import job_links
 from imagebatch.core.imagetypes import ACCEPTED, SNIFF_BYTES, ImageType, sniff
+from imagebatch.core.jobs import mark_published
 from imagebatch.core.messages import UPLOAD_SCHEME, ImageJob
 
 MULTIPART_OVERHEAD = 64 * 1024
@@ -173,7 +174,7 @@ async def create_upload(
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    await store.mark_published(services.pool, [upload_id])
+    await mark_published(services.pool, [upload_id])
     services.metrics.jobs_accepted.labels("upload").inc()
     response.headers["Location"] = f"/images/{upload_id}"
     return UploadAccepted(

@@ -16,8 +16,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from imagebatch.api.models import Job, JobCounts, OutputFile, SourceInfo
-
-SHORT_OPS: list[Any] = ["thumbnail"]
+from imagebatch.core.jobs import SHORT_OPS
 
 
 @dataclass(frozen=True)
@@ -100,16 +99,6 @@ async def insert_upload(pool: asyncpg.Pool, upload: UploadRecord) -> None:
 async def delete_job(pool: asyncpg.Pool, job_id: str) -> None:
     """Forget a job whose message never reached the broker (its uploads row cascades)."""
     await pool.execute("DELETE FROM jobs WHERE id = $1 AND published_at IS NULL", job_id)
-
-
-async def mark_published(pool: asyncpg.Pool, job_ids: Sequence[str]) -> None:
-    """Record that the broker confirmed these jobs' messages."""
-    if job_ids:
-        await pool.execute(
-            "UPDATE jobs SET published_at = now()"
-            " WHERE id = ANY($1::text[]) AND published_at IS NULL",
-            list(job_ids),
-        )
 
 
 async def mark_unpublished(pool: asyncpg.Pool, job_ids: Sequence[str], reason: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import asyncpg
 
 from imagebatch.core.errors import TransientError
+from imagebatch.core.jobs import job_kind
 from imagebatch.core.messages import ImageJob
 
 log = logging.getLogger(__name__)
@@ -51,17 +52,6 @@ class SourceRecord:
     bytes: int | None
     width: int | None
     height: int | None
-
-
-def job_kind(job: ImageJob) -> str:
-    """How a job is filed when the worker creates its row."""
-    if job.batch is not None:
-        return "batch"
-    if job.upload_name is not None:
-        return "upload"
-    if job.short_form and job.id.isdigit():
-        return "image"
-    return "task"
 
 
 CLAIMS_SQL = """

@@ -1,4 +1,6 @@
-"""The ImageBatch resource as the api accepts and shows it.
+"""The ImageBatch resource (`imagejobs.io/v1alpha1`): its names, the spec as a client writes it,
+and the summary of its status, shared by the api (which creates and shows batches) and the
+operator (which runs them).
 
 The create model mirrors the CRD's OpenAPI schema and its CEL rules (crds/), so a bad spec gets
 a 422 naming the field before the request reaches the cluster, and `/openapi.json` documents the
@@ -70,7 +72,7 @@ class PostgresSource(_Spec):
     """Take the batch's URLs from a table of the shared database."""
 
     table: str = Field(default="images", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    limit: int = Field(default=200, ge=1, le=100000)
+    limit: int = Field(default=200, ge=1, le=10_000_000)
     only_unprocessed: bool = True
 
 

@@ -1,0 +1,50 @@
+"""The `jobs` table's vocabulary and the statements more than one service runs on it.
+
+Three services write `jobs`: the api (tasks, uploads, seed rows it enqueues), the operator (batch
+items) and the workers (every outcome). They must agree on the kinds and statuses a row can have
+(the CHECK constraints of migration 0001), on how a message maps to a kind, and on what
+"published" means, so those live here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, get_args
+
+import asyncpg
+
+from imagebatch.core.messages import ImageJob
+
+JobStatus = Literal["pending", "processing", "completed", "failed"]
+"""pending → processing → completed | failed; a retried job goes back to pending."""
+JobKind = Literal["image", "batch", "task", "upload"]
+"""image: a seed row of `images` (/enqueue); batch: an ImageBatch item; task: POST /tasks;
+upload: POST /uploads."""
+JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+JOB_KINDS: tuple[JobKind, ...] = get_args(JobKind)
+
+SHORT_OPS: list[Any] = ["thumbnail"]
+"""The seed's short form of `ops`: one 256x256 JPEG at `<OUTPUT_DIR>/<id>.jpg`."""
+
+
+def job_kind(job: ImageJob) -> JobKind:
+    """How a job is filed when a consumer creates its row (its producer may not have)."""
+    if job.batch is not None:
+        return "batch"
+    if job.upload_name is not None:
+        return "upload"
+    if job.short_form and job.id.isdigit():
+        return "image"
+    return "task"
+
+
+MARK_PUBLISHED_SQL = """
+UPDATE jobs SET published_at = now()
+ WHERE id = ANY($1::text[]) AND published_at IS NULL
+"""
+
+
+async def mark_published(db: asyncpg.Pool | asyncpg.Connection, job_ids: Sequence[str]) -> None:
+    """Record that the broker confirmed these jobs' messages (a no-op for ids already marked)."""
+    if job_ids:
+        await db.execute(MARK_PUBLISHED_SQL, list(job_ids))
