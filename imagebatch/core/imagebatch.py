@@ -10,6 +10,7 @@ the JSON form of `examples/imagebatch.yaml` is a valid request body.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -272,4 +273,90 @@ def batch_view(obj: dict[str, Any]) -> Batch:
         conditions=conditions,
         spec=spec if isinstance(spec, dict) else {},
         status={k: v for k, v in status.items() if k != "kopf"},
+    )
+
+
+DEFAULT_OPERATIONS: tuple[Thumbnail, ...] = (Thumbnail(),)
+"""What a batch without `operations` makes: one 256x256 JPEG thumbnail (the CRD's default)."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A batch's spec with every default filled in: what the operator runs.
+
+    The API server applies the CRD's defaults only inside objects that are present (a batch
+    without `workers` gets no `workers.concurrency`), so the operator resolves the rest here, to
+    the same values the CRD names.
+    """
+
+    namespace: str
+    name: str
+    urls: tuple[str, ...] | None
+    table: str
+    limit: int
+    only_unprocessed: bool
+    operations: tuple[Thumbnail, ...]
+    output_prefix: str
+    concurrency: int
+    prefetch: int
+    min_replicas: int
+    max_replicas: int
+    messages_per_replica: int
+    max_attempts: int
+    backoff_seconds: int
+    max_failed: int | str
+    suspend: bool
+    active_deadline_seconds: int | None
+    ttl_seconds_after_finished: int | None
+
+    @property
+    def batch(self) -> str:
+        """The batch's key in `jobs.batch` and in messages: `<namespace>/<name>`."""
+        return f"{self.namespace}/{self.name}"
+
+    def failure_budget(self, total: int) -> int:
+        """Failed items tolerated: `maxFailed` as a count, or that percentage of `total`."""
+        if isinstance(self.max_failed, int):
+            return self.max_failed
+        return (total * int(self.max_failed.rstrip("%"))) // 100
+
+    def operations_json(self) -> list[dict[str, Any]]:
+        """`ops` as messages carry them: full operation objects."""
+        return [{"thumbnail": op.model_dump(mode="json")} for op in self.operations]
+
+
+class SpecInvalid(ValueError):
+    """A spec the CRD's schema let through but that cannot be run (only possible when the
+    installed CRD is older than the operator, or was edited)."""
+
+
+def run_spec(namespace: str, name: str, spec: dict[str, Any]) -> RunSpec:
+    """Resolve a stored spec; `SpecInvalid` says what is wrong with it."""
+    try:
+        parsed = BatchSpec.model_validate(spec)
+    except ValueError as exc:
+        raise SpecInvalid(f"the spec cannot be run: {exc}") from exc
+    source, workers = parsed.source, parsed.workers or WorkersSpec()
+    retry, postgres = parsed.retry or RetrySpec(), source.postgres or PostgresSource()
+    output = parsed.output.prefix if parsed.output and parsed.output.prefix else None
+    return RunSpec(
+        namespace=namespace,
+        name=name,
+        urls=tuple(source.urls) if source.urls is not None else None,
+        table=postgres.table,
+        limit=postgres.limit,
+        only_unprocessed=postgres.only_unprocessed,
+        operations=tuple(op.thumbnail for op in parsed.operations or ()) or DEFAULT_OPERATIONS,
+        output_prefix=output or f"{namespace}/{name}",
+        concurrency=workers.concurrency or 8,
+        prefetch=workers.prefetch or 16,
+        min_replicas=workers.min_replicas if workers.min_replicas is not None else 0,
+        max_replicas=workers.max_replicas or 10,
+        messages_per_replica=workers.messages_per_replica or 50,
+        max_attempts=retry.max_attempts or 3,
+        backoff_seconds=retry.backoff_seconds if retry.backoff_seconds is not None else 2,
+        max_failed=parsed.max_failed if parsed.max_failed is not None else "10%",
+        suspend=bool(parsed.suspend),
+        active_deadline_seconds=parsed.active_deadline_seconds,
+        ttl_seconds_after_finished=parsed.ttl_seconds_after_finished,
     )

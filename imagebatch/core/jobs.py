@@ -9,6 +9,7 @@ items) and the workers (every outcome). They must agree on the kinds and statuse
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import asyncpg
@@ -48,3 +49,33 @@ async def mark_published(db: asyncpg.Pool | asyncpg.Connection, job_ids: Sequenc
     """Record that the broker confirmed these jobs' messages (a no-op for ids already marked)."""
     if job_ids:
         await db.execute(MARK_PUBLISHED_SQL, list(job_ids))
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    """A batch's items by state, as the `batch_counts` triggers keep them (migration 0002)."""
+
+    total: int = 0
+    published: int = 0
+    pending: int = 0
+    processing: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+
+    @property
+    def done(self) -> int:
+        """Items that reached an end: completed or failed."""
+        return self.completed + self.failed
+
+
+BATCH_COUNTS_SQL = """
+SELECT total, published, pending, processing, completed, failed, retried
+  FROM batch_counts WHERE batch = $1
+"""
+
+
+async def batch_counts(db: asyncpg.Pool | asyncpg.Connection, batch: str) -> BatchCounts:
+    """The counts of `batch` (`<namespace>/<name>`): one primary-key read, whatever its size."""
+    row = await db.fetchrow(BATCH_COUNTS_SQL, batch)
+    return BatchCounts(**{k: int(v) for k, v in row.items()}) if row is not None else BatchCounts()

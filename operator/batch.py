@@ -1,0 +1,299 @@
+"""One ImageBatch's run, from its first sight to its end, as the operator's daemon for it.
+
+Every `STATUS_INTERVAL_SECONDS` the run:
+  1. reads the live spec and checks what the schema cannot (source table, connections Secret);
+  2. lets the pump go on (declare the queue → materialize items → publish them), or holds it;
+  3. observes counts (PostgreSQL), queue depth and consumers (RabbitMQ);
+  4. decides the status, Events, workers and deletion (`progress.decide`, pure);
+  5. applies that: children (Deployment; ScaledObject and TriggerAuthentication with KEDA),
+     the status, the Events, and the deletion when the TTL has passed.
+
+The pump's progress lives in PostgreSQL (`items.py`), so a run that starts again after the
+operator was killed continues from the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from imagebatch.core.imagebatch import RunSpec, SpecInvalid, run_spec
+from imagebatch.core.jobs import BatchCounts, batch_counts, mark_published
+from imagebatch.operator import children, items
+from imagebatch.operator.context import BROKER_ERRORS, DB_ERRORS, OperatorContext
+from imagebatch.operator.progress import (
+    FINISHED,
+    Decision,
+    Observation,
+    Problem,
+    QueueStats,
+    decide,
+)
+from imagebatch.operator.publisher import publish_chunk
+from imagebatch.operator.queues import ensure_queue, queue_stats
+from imagebatch.operator.source import check_source
+
+log = logging.getLogger(__name__)
+
+PostEvent = Callable[[str, str, str], None]
+"""(type, reason, message) → an Event on the batch."""
+IDLE_FACTOR = 10
+"""A finished batch whose status no longer changes is looked at this many times less often."""
+MAX_PUMP_PAUSE = 30.0
+
+
+class BatchRun:
+    def __init__(
+        self, ctx: OperatorContext, body: Mapping[str, Any], post_event: PostEvent
+    ) -> None:
+        self.ctx = ctx
+        self.body = body
+        """The live object (kopf keeps it current)."""
+        self.post_event = post_event
+        meta = body["metadata"]
+        self.namespace: str = meta["namespace"]
+        self.name: str = meta["name"]
+        self.uid: str = meta["uid"]
+        self.published_all = False
+        self._gate = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+        self._pump_problem: Problem | None = None
+        self._source_checked: tuple[int, Problem | None] | None = None
+        self._applied: dict[str, dict[str, Any]] = {}
+        self._status: dict[str, Any] = dict(body.get("status") or {})
+
+    @property
+    def batch(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until `stop` (the batch is being deleted, or the operator stops)."""
+        try:
+            while not stop.is_set():
+                changed = await self.tick()
+                idle = self._status.get("phase") in FINISHED and not changed
+                interval = self.ctx.settings.status_interval_seconds * (IDLE_FACTOR if idle else 1)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+        finally:
+            if self._pump is not None:
+                self._pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._pump
+
+    async def tick(self) -> bool:
+        """One round of observe → decide → apply; returns whether the status changed."""
+        began = time.perf_counter()
+        generation = int(self.body["metadata"].get("generation") or 0)
+        problems: list[Problem] = []
+        spec: RunSpec | None = None
+        try:
+            spec = run_spec(self.namespace, self.name, dict(self.body.get("spec") or {}))
+        except SpecInvalid as exc:
+            problems.append(Problem("SpecInvalid", str(exc), fatal=True))
+        if spec is None:
+            return await self._report_unrunnable(generation, problems)
+        problems += await self._check(spec, generation)
+        if self._pump_problem is not None:
+            problems.append(self._pump_problem)
+        counts, queue = await self._observe(spec, problems)
+        decision = decide(
+            spec,
+            self._status,
+            Observation(generation, counts, queue, self.published_all, tuple(problems)),
+        )
+        self.ctx.metrics.refresh_seconds.observe(time.perf_counter() - began)
+        if decision.publish and not problems_block_start(problems):
+            self._gate.set()
+            if self._pump is None:
+                self._pump = asyncio.create_task(self._run_pump(spec), name=f"pump {self.batch}")
+        else:
+            self._gate.clear()
+        await self._ensure_children(spec, decision)
+        changed = await self._report(decision)
+        if decision.delete:
+            log.info("%s: ttlSecondsAfterFinished passed; deleting the batch", self.batch)
+            await self.ctx.kube.delete_batch(self.namespace, self.name, self.uid)
+        return changed
+
+    async def _check(self, spec: RunSpec, generation: int) -> list[Problem]:
+        problems: list[Problem] = []
+        if self._source_checked is None or self._source_checked[0] != generation:
+            try:
+                self._source_checked = (generation, await check_source(self.ctx.pool, spec))
+            except DB_ERRORS as exc:
+                problems.append(Problem("DatabaseUnavailable", f"cannot read the source: {exc}"))
+        if self._source_checked is not None and self._source_checked[1] is not None:
+            problems.append(self._source_checked[1])
+        secret = self.ctx.settings.worker_connections_secret
+        try:
+            if not await self.ctx.kube.secret_exists(self.namespace, secret):
+                problems.append(
+                    Problem(
+                        "SecretMissing",
+                        f"Secret {secret!r} (RABBIT_URL, DATABASE_URL for the workers) does not "
+                        f"exist in namespace {self.namespace!r}: worker pods cannot start",
+                    )
+                )
+        except Exception as exc:  # an API server hiccup is not the batch's fault
+            log.warning("%s: cannot look up Secret %s: %r", self.batch, secret, exc)
+        return problems
+
+    async def _observe(
+        self, spec: RunSpec, problems: list[Problem]
+    ) -> tuple[BatchCounts, QueueStats | None]:
+        counts = BatchCounts(
+            total=int(self._status.get("total") or 0),
+            published=int(self._status.get("published") or 0),
+            completed=int(self._status.get("succeeded") or 0),
+            failed=int(self._status.get("failed") or 0),
+            retried=int(self._status.get("retried") or 0),
+        )
+        try:
+            counts = await batch_counts(self.ctx.pool, self.batch)
+        except DB_ERRORS as exc:
+            problems.append(
+                Problem("DatabaseUnavailable", f"cannot read the batch's counts: {exc}")
+            )
+        queue = None
+        try:
+            queue = await asyncio.wait_for(queue_stats(self.ctx.broker, spec), timeout=5)
+        except BROKER_ERRORS as exc:
+            problems.append(Problem("BrokerUnavailable", f"cannot reach RabbitMQ: {exc!r}"))
+        return counts, queue
+
+    async def _ensure_children(self, spec: RunSpec, decision: Decision) -> None:
+        settings = self.ctx.settings
+        try:
+            keda = await self.ctx.keda_installed()
+            wanted = [
+                children.deployment(
+                    spec, self.uid, settings, replicas=None if keda else decision.replicas
+                )
+            ]
+            if keda:
+                wanted += [
+                    children.trigger_authentication(spec, self.uid, settings),
+                    children.scaled_object(spec, self.uid, settings, paused=decision.paused),
+                ]
+            for obj in wanted:
+                key = obj["kind"]
+                if self._applied.get(key) != obj:
+                    await self.ctx.kube.apply(obj)
+                    self._applied[key] = obj
+        except Exception as exc:  # retried next tick; the status says why meanwhile
+            log.warning("%s: cannot apply the batch's children: %r", self.batch, exc)
+
+    async def _report(self, decision: Decision) -> bool:
+        status = decision.status
+        kept = {k: v for k, v in status.items() if v is not None}
+        changed = kept != {k: v for k, v in self._status.items() if k in status or k in kept}
+        if changed:
+            try:
+                await self.ctx.kube.patch_status(self.namespace, self.name, status)
+            except Exception as exc:
+                log.warning("%s: cannot update the status: %r", self.batch, exc)
+                return False
+            self._status = kept
+        for event in decision.events:
+            self.post_event(event.type, event.reason, event.message)
+        self.ctx.metrics.phase(self.batch, status.get("phase"))
+        return changed
+
+    async def _report_unrunnable(self, generation: int, problems: list[Problem]) -> bool:
+        """A spec that cannot even be read: Failed with the reason, nothing else done."""
+        from imagebatch.operator import conditions
+
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        problem = problems[0]
+        status = {
+            **self._status,
+            "phase": "Failed",
+            "observedGeneration": generation,
+            "completionTime": self._status.get("completionTime") or now,
+            "conditions": conditions.apply(
+                self._status.get("conditions") or [],
+                [conditions.Condition("Failed", True, problem.reason, problem.message)],
+                now,
+            ),
+        }
+        if status == self._status:
+            return False
+        self.post_event("Warning", problem.reason, problem.message)
+        await self.ctx.kube.patch_status(self.namespace, self.name, status)
+        self._status = status
+        return True
+
+    async def _run_pump(self, spec: RunSpec) -> None:
+        """Feed the queue until every item is published, riding out outages with a backoff."""
+        pause = 0.5
+        while True:
+            try:
+                await self._pump_once(spec)
+                self._pump_problem = None
+                return
+            except DB_ERRORS as exc:
+                self._pump_problem = Problem("DatabaseUnavailable", f"publishing paused: {exc!r}")
+            except BROKER_ERRORS as exc:
+                self._pump_problem = Problem("BrokerUnavailable", f"publishing paused: {exc!r}")
+            except Exception as exc:  # e.g. the broker refused a message: not a reason to stop
+                log.exception("%s: publishing failed", self.batch)
+                self._pump_problem = Problem("PublishFailed", f"publishing paused: {exc!r}")
+            log.warning(
+                "%s: %s; trying again in %.1fs", self.batch, self._pump_problem.message, pause
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_PUMP_PAUSE)
+
+    async def _pump_once(self, spec: RunSpec) -> None:
+        ctx, chunk = self.ctx, self.ctx.settings.publish_chunk_size
+        feed = await items.register(ctx.pool, spec, self.uid)
+        channel = await ctx.broker.channel(publisher_confirms=True, on_return_raises=True)
+        try:
+            exchange = await ensure_queue(channel, ctx.settings, spec)
+            while True:
+                await self._gate.wait()
+                if not feed.materialized_all:
+                    feed = await items.materialize_step(ctx.pool, spec, self.uid, chunk)
+                published_any = await self._publish_pass(spec, exchange, chunk)
+                if feed.materialized_all and not published_any:
+                    break
+                self._pump_problem = None
+        finally:
+            with contextlib.suppress(*BROKER_ERRORS):
+                await channel.close()
+        self.published_all = True
+        log.info("%s: all %d items published", self.batch, feed.materialized)
+
+    async def _publish_pass(self, spec: RunSpec, exchange: Any, chunk: int) -> bool:
+        """Publish every item not yet published, one chunk in flight at a time; returns whether
+        there was any."""
+        ctx, after, seen = self.ctx, "", False
+        while True:
+            await self._gate.wait()
+            fresh, taken = await items.unpublished(ctx.pool, self.batch, after=after, limit=chunk)
+            if not fresh and not taken:
+                return seen
+            seen = True
+            began = time.perf_counter()
+            if taken:
+                await mark_published(ctx.pool, taken)
+            outcome = await publish_chunk(exchange, spec, fresh)
+            await mark_published(ctx.pool, outcome.confirmed)
+            if outcome.invalid:
+                await items.fail(ctx.pool, outcome.invalid)
+            ctx.metrics.items_published.inc(len(outcome.confirmed))
+            ctx.metrics.publish_seconds.observe(time.perf_counter() - began)
+            if outcome.error is not None:
+                raise outcome.error
+            after = max([*(i.id for i in fresh), *taken])
+
+
+def problems_block_start(problems: list[Problem]) -> bool:
+    """Fatal problems stop the pump from starting (a missing Secret does not: the queue keeps
+    the items until workers can start)."""
+    return any(p.fatal for p in problems)

@@ -1,0 +1,222 @@
+"""A batch's status, phase and next moves as one pure function of what was observed.
+
+The run loop (`batch.py`) gathers an `Observation` — the counts PostgreSQL keeps, the queue's
+depth and consumers, whether publishing has finished, what is wrong — and `decide` turns it and
+the previous status into the new status, the Events to post, the workers wanted and whether the
+batch is due for deletion. Everything about lifecycles (suspension, deadline, failure budget,
+TTL) is decided here, so it is tested as a table, without Kubernetes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from imagebatch.core.imagebatch import RunSpec
+from imagebatch.core.jobs import BatchCounts
+from imagebatch.operator import conditions as cond
+from imagebatch.operator.conditions import Condition
+from imagebatch.operator.scaling import desired_replicas
+
+Phase = Literal["Pending", "Publishing", "Running", "Succeeded", "Failed", "Suspended"]
+FINISHED: frozenset[str] = frozenset({"Succeeded", "Failed"})
+ACTIVE: frozenset[str] = frozenset({"Publishing", "Running"})
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """The batch's queue: messages ready for a worker, and consumers attached."""
+
+    messages: int
+    consumers: int
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that stops the batch (`fatal`) or slows it while it may recover."""
+
+    reason: str
+    message: str
+    fatal: bool = False
+
+
+@dataclass(frozen=True)
+class Observation:
+    generation: int
+    counts: BatchCounts
+    queue: QueueStats | None
+    """None when the broker could not be asked (the previous figures are kept)."""
+    published_all: bool
+    """Every item exists and every publishable item's message is confirmed."""
+    problems: tuple[Problem, ...] = ()
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: dict[str, Any]
+    events: tuple[Event, ...]
+    replicas: int
+    """Workers wanted when the operator scales by itself."""
+    paused: bool
+    """Hold the workers at 0 (KEDA's paused-replicas): suspended or finished."""
+    publish: bool
+    """Publishing may go on."""
+    delete: bool
+    """ttlSecondsAfterFinished has passed: delete the batch."""
+
+
+def timestamp(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _failure(spec: RunSpec, obs: Observation, start: dt.datetime | None) -> Problem | None:
+    """Why the batch fails now, if it does."""
+    fatal = next((p for p in obs.problems if p.fatal), None)
+    if fatal is not None:
+        return fatal
+    counts = obs.counts
+    budget = spec.failure_budget(counts.total)
+    if counts.failed > budget:
+        return Problem(
+            "TooManyFailures",
+            f"{counts.failed} of {counts.total} items failed, more than maxFailed "
+            f"({spec.max_failed} = {budget}); the items not yet done stay in the queue",
+        )
+    deadline = spec.active_deadline_seconds
+    running_for = (obs.now - start).total_seconds() if start is not None else 0.0
+    if deadline is not None and not spec.suspend and running_for >= deadline:
+        return Problem(
+            "DeadlineExceeded",
+            f"the batch ran longer than activeDeadlineSeconds ({deadline}s) "
+            f"with {counts.done} of {counts.total} items done",
+        )
+    return None
+
+
+def _phase(spec: RunSpec, obs: Observation, previous: str | None) -> Phase:
+    if previous in FINISHED:
+        return previous  # type: ignore[return-value]
+    if spec.suspend:
+        return "Suspended"
+    if obs.published_all and obs.counts.done >= obs.counts.total:
+        return "Succeeded"
+    if obs.published_all:
+        return "Running"
+    return "Publishing"
+
+
+def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decision:
+    """The new status and what to do about it (see the module's docstring)."""
+    now = timestamp(obs.now)
+    old_phase = previous.get("phase")
+    start = parse_time(previous.get("startTime"))
+    counts = obs.counts
+    events: list[Event] = []
+    updates: list[Condition] = []
+
+    failure = None if old_phase in FINISHED else _failure(spec, obs, start)
+    phase: Phase = "Failed" if failure is not None else _phase(spec, obs, old_phase)
+
+    if phase in ACTIVE and start is None:
+        start = obs.now
+    if phase == "Suspended":
+        start = None  # as a Job's: the deadline counts again from the resumption
+    completion = previous.get("completionTime")
+    if phase in FINISHED and completion is None:
+        completion = now
+
+    published_message = f"{counts.published} of {counts.total} items published"
+    if phase == "Suspended":
+        updates.append(Condition("Suspended", True, "Suspended", "spec.suspend is true"))
+        if not obs.published_all:
+            updates.append(Condition("Published", False, "Suspended", published_message))
+    elif cond.is_true(previous.get("conditions") or [], "Suspended"):
+        updates.append(Condition("Suspended", False, "Resumed", "spec.suspend is false"))
+        events.append(Event("Normal", "Resumed", "the batch goes on where it stopped"))
+    if old_phase != "Suspended" and phase == "Suspended":
+        events.append(Event("Normal", "Suspended", "publishing stopped, workers scaled to 0"))
+
+    was_published = cond.is_true(previous.get("conditions") or [], "Published")
+    if obs.published_all:
+        updates.append(Condition("Published", True, "AllPublished", published_message))
+        if not was_published:
+            events.append(Event("Normal", "Published", published_message))
+    elif phase in ACTIVE:
+        updates.append(Condition("Published", False, "Publishing", published_message))
+
+    done_message = f"{counts.completed} succeeded, {counts.failed} failed of {counts.total}"
+    if phase == "Succeeded" and old_phase != "Succeeded":
+        updates.append(Condition("Complete", True, "AllItemsDone", done_message))
+        events.append(Event("Normal", "Succeeded", done_message))
+    if failure is not None:
+        updates.append(Condition("Failed", True, failure.reason, failure.message))
+        events.append(Event("Warning", failure.reason, failure.message))
+
+    degraded = [p for p in obs.problems if not p.fatal]
+    was_degraded = cond.is_true(previous.get("conditions") or [], "Degraded")
+    if degraded:
+        first = degraded[0]
+        message = "; ".join(p.message for p in degraded)
+        updates.append(Condition("Degraded", True, first.reason, message))
+        if not was_degraded:
+            events.append(Event("Warning", first.reason, message))
+    elif was_degraded:
+        updates.append(Condition("Degraded", False, "Recovered", "nothing stands in the way"))
+
+    queue = obs.queue
+    status: dict[str, Any] = {
+        "phase": phase,
+        "total": counts.total,
+        "published": counts.published,
+        "succeeded": counts.completed,
+        "failed": counts.failed,
+        "retried": counts.retried,
+        "queued": queue.messages if queue else int(previous.get("queued") or 0),
+        "workers": queue.consumers if queue else int(previous.get("workers") or 0),
+        "progress": f"{counts.done}/{counts.total}",
+        "startTime": timestamp(start) if start is not None else None,
+        "completionTime": completion,
+        "observedGeneration": obs.generation,
+        "conditions": cond.apply(previous.get("conditions") or [], updates, now),
+    }
+    finished_at = parse_time(completion)
+    ttl = spec.ttl_seconds_after_finished
+    expired = (
+        phase in FINISHED
+        and ttl is not None
+        and finished_at is not None
+        and (obs.now - finished_at).total_seconds() >= ttl
+    )
+    active = phase in ACTIVE
+    return Decision(
+        status=status,
+        events=tuple(events),
+        replicas=desired_replicas(
+            counts.total - counts.done,
+            per_replica=spec.messages_per_replica,
+            minimum=spec.min_replicas,
+            maximum=spec.max_replicas,
+            active=active,
+        ),
+        paused=not active,
+        publish=active and not any(p.fatal for p in obs.problems),
+        delete=expired,
+    )

@@ -1,0 +1,69 @@
+"""The batch's queue on the broker: declared before anything is published, watched for the
+status (depth and consumers), deleted with the batch together with its workers' delay queues."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+
+from imagebatch.core.delays import DEFAULT_BACKOFF_MAX_SECONDS, delay_queue_names
+from imagebatch.core.imagebatch import RunSpec
+from imagebatch.core.settings import CommonSettings
+from imagebatch.core.topology import batch_queue_name, declare_topology
+from imagebatch.operator.progress import QueueStats
+
+
+async def ensure_queue(
+    channel: AbstractChannel, settings: CommonSettings, spec: RunSpec
+) -> AbstractExchange:
+    """Declare the exchange, dead-letter pair and the batch's queue (bound under its own name as
+    routing key) exactly as the workers declare them; returns the exchange to publish to."""
+    queue = batch_queue_name(spec.namespace, spec.name)
+    topology = await declare_topology(channel, settings, queue=queue, routing_key=queue)
+    return topology.exchange
+
+
+async def queue_stats(connection: AbstractConnection, spec: RunSpec) -> QueueStats | None:
+    """Ready messages and consumers of the batch's queue (None if it does not exist).
+
+    A passive declaration on a channel of its own: when the queue is missing the broker closes
+    that channel, not the one publishing.
+    """
+    channel = await connection.channel()
+    try:
+        queue = await channel.declare_queue(
+            batch_queue_name(spec.namespace, spec.name), passive=True
+        )
+        result = queue.declaration_result
+        return QueueStats(
+            messages=int(result.message_count or 0), consumers=int(result.consumer_count or 0)
+        )
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        return None
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
+def queues_of(spec: RunSpec) -> list[str]:
+    """The batch's queue and every delay queue its workers may have made."""
+    queue = batch_queue_name(spec.namespace, spec.name)
+    return [queue, *delay_queue_names(queue, spec.backoff_seconds, DEFAULT_BACKOFF_MAX_SECONDS)]
+
+
+async def delete_queues(connection: AbstractConnection, spec: RunSpec) -> None:
+    """Delete the batch's queues (missing ones are fine), each on a channel of its own."""
+
+    async def delete(name: str) -> None:
+        channel = await connection.channel()
+        try:
+            await channel.queue_delete(name)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            pass
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    await asyncio.gather(*(delete(name) for name in queues_of(spec)))

@@ -1,0 +1,71 @@
+"""The operator's settings: the contract's environment variables, read once at start-up.
+
+Every field is the upper-cased environment variable of the same name; tests build the object
+with explicit values instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from imagebatch.core.settings import CommonSettings
+
+
+class OperatorSettings(CommonSettings):
+    """Everything `imagebatch-operator` can be told."""
+
+    kubeconfig: Path | None = Field(
+        default=None, description="Kubeconfig to use; unset: the pod's service account."
+    )
+    watch_namespace: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Namespaces to watch, comma-separated (blanks ignored); empty: all of them.",
+    )
+    health_port: int = Field(default=8080, ge=0, le=65535, description="/healthz (kopf).")
+    health_host: str = Field(default="0.0.0.0", description="Address of /healthz.")
+    metrics_port: int = Field(default=9102, ge=0, le=65535, description="Prometheus /metrics.")
+    metrics_host: str = Field(default="0.0.0.0", description="Address of /metrics.")
+    status_interval_seconds: float = Field(
+        default=2.0, gt=0, description="How often each batch's status is recomputed."
+    )
+    publish_chunk_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Messages in flight (awaiting confirms) and items materialized per step.",
+    )
+    worker_image: str = Field(default="imagebatch:dev", description="Image of worker pods.")
+    worker_image_pull_policy: str = Field(
+        default="IfNotPresent", description="imagePullPolicy of worker pods."
+    )
+    worker_connections_secret: str = Field(
+        default="imagebatch-connections",
+        description="Secret in the batch's namespace with the workers' RABBIT_URL/DATABASE_URL.",
+    )
+    worker_data_claim: str = Field(
+        default="imagebatch-data", description="PersistentVolumeClaim mounted at /data."
+    )
+    worker_shutdown_timeout_seconds: float = Field(
+        default=25.0, ge=0, description="The workers' SHUTDOWN_TIMEOUT_SECONDS (drain on SIGTERM)."
+    )
+    rabbit_management_url: str | None = Field(
+        default=None,
+        description="Set: KEDA uses the management API (`protocol: http`, counts unacked "
+        "messages) with RABBIT_MANAGEMENT_URL from the connections Secret.",
+    )
+    keda_polling_interval_seconds: int = Field(default=5, ge=1, description="ScaledObjects' poll.")
+    keda_cooldown_seconds: int = Field(
+        default=30, ge=0, description="ScaledObjects' cooldownPeriod before scaling to 0."
+    )
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @field_validator("watch_namespace", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
