@@ -106,6 +106,14 @@ def test_objects_created_by_the_client_are_what_kubectl_reads(
         ({"workers": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas must not exceed"),
         ({"operations": [{"thumbnail": {"format": "gif"}}]}, "format"),
         ({"output": {"prefix": "../etc"}}, "output.prefix"),
+        ({"source": {"postgres": {"table": "images; DROP TABLE jobs"}}}, "source.postgres.table"),
+        ({"source": {"postgres": {"limit": 10_000_001}}}, "source.postgres.limit"),
+        ({"source": {"urls": [f"https://a.test/{n}.jpg" for n in range(1001)]}}, "source.urls"),
+        ({"retry": {"maxAttempts": 0}}, "retry.maxAttempts"),
+        ({"retry": {"backoffSeconds": -1}}, "retry.backoffSeconds"),
+        ({"workers": {"concurrency": 0}}, "workers.concurrency"),
+        ({"activeDeadlineSeconds": 0}, "activeDeadlineSeconds"),
+        ({"maxFailed": "150%"}, "maxFailed"),
     ],
 )
 def test_the_schema_rejects_bad_specs_at_admission(
@@ -119,6 +127,19 @@ def test_the_schema_rejects_bad_specs_at_admission(
         )
     assert caught.value.status == 422
     assert complaint in str(caught.value.body)
+
+
+@pytest.mark.parametrize("name", ["holiday.photos", "a" * 64])
+def test_a_batch_name_must_be_a_dns_label(
+    kube_cluster: KubeCluster, namespace: str, name: str
+) -> None:
+    """It names the batch's queue, worker Deployment and labels (at most 63 characters)."""
+    with api_client(kube_cluster) as api, pytest.raises(ApiException) as caught:
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, image_batch(name)
+        )
+    assert caught.value.status == 422
+    assert "DNS label" in str(caught.value.body)
 
 
 def test_an_owned_object_is_garbage_collected_with_its_owner(
