@@ -35,6 +35,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from imagebatch.core.delays import Backoff
 from imagebatch.core.errors import PermanentError, TransientError
 from imagebatch.core.headers import attempt_of
 from imagebatch.core.messages import SAFE_ID, decode_job
@@ -43,13 +44,14 @@ from imagebatch.core.topology import declare_topology
 from imagebatch.worker.metrics import WorkerMetrics
 from imagebatch.worker.pipeline import Pipeline
 from imagebatch.worker.records import JobRecords, RecordError
-from imagebatch.worker.retry import Backoff, Redelivery
+from imagebatch.worker.retry import Redelivery
 from imagebatch.worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
 BROKER_ERRORS = (*CONNECTION_EXCEPTIONS, TimeoutError)
 PUBLISH_TIMEOUT = 30.0
+MIN_REQUEUE_PAUSE = 0.05
 
 
 def job_id_hint(body: bytes) -> str | None:
@@ -85,7 +87,9 @@ class Consumer:
         self._tag: str | None = None
         self._redelivery: Redelivery | None = None
         self._tracer = trace.get_tracer("imagebatch.worker")
-        self.requeue_pause = min(5.0, settings.backoff_seconds)
+        # A database outage is not the job's fault and says nothing about the backoff the batch
+        # asked for: even `BACKOFF_SECONDS=0` pauses a little rather than spin on redeliveries.
+        self.requeue_pause = min(5.0, max(settings.backoff_seconds, MIN_REQUEUE_PAUSE))
         self._rng = random.Random()
 
     @property

@@ -17,52 +17,20 @@ it into and the time it failed.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 
 from imagebatch.core import headers as h
+from imagebatch.core.delays import Backoff, delay_queue_name, ttl_ms_of
 from imagebatch.core.topology import DEAD_LETTER_ROUTING_KEY
 
 MAX_REASON_LENGTH = 1000
 DELAY_QUEUE_IDLE_MS = 3_600_000
 """How long an unused delay queue outlives its TTL before the broker deletes it."""
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with "equal jitter": attempt n waits between half and all of
-    base·2ⁿ⁻¹ (capped), never less than a delay the server asked for (Retry-After)."""
-
-    base: float
-    cap: float
-
-    def ceiling(self, attempt: int) -> float:
-        """Longest wait after failed attempt number `attempt` (1-based)."""
-        return float(min(self.cap, self.base * 2.0 ** max(0, attempt - 1)))
-
-    def delay(self, attempt: int, *, at_least: float | None = None, rng: random.Random) -> float:
-        ceiling = self.ceiling(attempt)
-        chosen = rng.uniform(ceiling / 2, ceiling)
-        if at_least is not None:
-            chosen = max(chosen, min(self.cap, at_least))
-        return chosen
-
-    def tier(self, delay: float) -> float:
-        """The delay queue's TTL for a wait of `delay`: the smallest base·2ⁿ ≥ delay, or the cap."""
-        if delay >= self.cap:
-            return self.cap
-        steps = max(0, math.ceil(math.log2(max(delay, self.base) / self.base) - 1e-9))
-        return float(min(self.cap, self.base * 2.0**steps))
-
-
-def delay_queue_name(work_queue: str, ttl_ms: int) -> str:
-    return f"{work_queue}.retry.{ttl_ms}ms"
 
 
 def carried_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
@@ -125,7 +93,7 @@ class Redelivery:
     async def defer(self, message: AbstractIncomingMessage, *, attempt: int, delay: float) -> None:
         """Send the message back to the work queue after `delay` seconds, as attempt `attempt`
         (the same number when nothing was tried, e.g. another delivery held the job)."""
-        ttl_ms = max(1, round(self.backoff.tier(delay) * 1000))
+        ttl_ms = ttl_ms_of(self.backoff.tier(delay))
         name = delay_queue_name(self._work_queue, ttl_ms)
         await self._channel.declare_queue(
             name,

@@ -61,7 +61,9 @@ class WorkerSettings(CommonSettings):
         default=3, ge=1, le=100, description="Deliveries of a job before it is dead-lettered."
     )
     backoff_seconds: float = Field(
-        default=2.0, gt=0, description="First retry delay; doubles each attempt, with jitter."
+        default=2.0,
+        ge=0,
+        description="First retry delay; doubles each attempt, with jitter (0: retry at once).",
     )
     backoff_max_seconds: float = Field(default=300.0, gt=0, description="Cap of one retry delay.")
     transform_threads: int = Field(

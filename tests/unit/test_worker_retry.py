@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from imagebatch.core.delays import Backoff, delay_queue_name, delay_queue_names
 from imagebatch.core.headers import ATTEMPT, attempt_of
-from imagebatch.worker.retry import Backoff, delay_queue_name
 
 
 def test_the_ceiling_doubles_per_attempt_up_to_the_cap() -> None:
@@ -38,6 +38,25 @@ def test_a_delay_waits_in_the_smallest_tier_that_holds_it(delay: float, tier: fl
     assert Backoff(base=2.0, cap=30.0).tier(delay) == tier
 
 
+def test_a_zero_base_retries_at_once_in_the_shortest_tier() -> None:
+    backoff = Backoff(base=0.0, cap=300.0)
+    rng = random.Random(3)
+    assert [backoff.delay(n, rng=rng) for n in (1, 2, 5)] == [0.0, 0.0, 0.0]
+    assert backoff.tier(0.0) == 0.0
+    assert backoff.tier(3.0) == 4.0, "a server's Retry-After still waits in a seconds tier"
+
+
+@pytest.mark.parametrize(("base", "cap"), [(2.0, 300.0), (0.0, 300.0), (1.5, 20.0), (3600, 300)])
+def test_the_operator_can_name_every_delay_queue_a_worker_may_use(base: float, cap: float) -> None:
+    backoff = Backoff(base=base, cap=cap)
+    names = set(delay_queue_names("q", base, cap))
+    rng = random.Random(5)
+    for attempt in range(1, 12):
+        for at_least in (None, 0.5, 7.0, 1000.0):
+            delay = backoff.delay(attempt, at_least=at_least, rng=rng)
+            assert f"q.retry.{max(1, round(backoff.tier(delay) * 1000))}ms" in names
+
+
 def test_delay_queues_are_named_after_their_work_queue_and_ttl() -> None:
     assert delay_queue_name("images.q", 4000) == "images.q.retry.4000ms"
 
@@ -57,3 +76,9 @@ def test_the_attempt_header_is_read_defensively(
     headers: dict[str, object] | None, attempt: int
 ) -> None:
     assert attempt_of(headers) == attempt
+
+
+def test_a_batch_may_ask_its_workers_to_retry_without_delay() -> None:
+    from imagebatch.worker.settings import WorkerSettings
+
+    assert WorkerSettings(backoff_seconds=0).backoff_seconds == 0
