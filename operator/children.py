@@ -76,7 +76,7 @@ def worker_env(spec: RunSpec, settings: OperatorSettings) -> list[dict[str, str]
         "BACKOFF_SECONDS": str(spec.backoff_seconds),
         "OUTPUT_DIR": "/data",
         "METRICS_PORT": str(WORKER_METRICS_PORT),
-        "SHUTDOWN_TIMEOUT_SECONDS": f"{settings.worker_shutdown_timeout_seconds:g}",
+        "SHUTDOWN_TIMEOUT_SECONDS": str(settings.worker_shutdown_timeout_seconds),
         "OTEL_SERVICE_NAME": "imagebatch-worker",
     }
     if settings.otel_exporter_otlp_endpoint:

@@ -148,7 +148,7 @@ def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decisio
         updates.append(Condition("Suspended", True, "Suspended", "spec.suspend is true"))
         if not obs.published_all:
             updates.append(Condition("Published", False, "Suspended", published_message))
-    elif cond.is_true(previous.get("conditions") or [], "Suspended"):
+    elif not spec.suspend and cond.is_true(previous.get("conditions") or [], "Suspended"):
         updates.append(Condition("Suspended", False, "Resumed", "spec.suspend is false"))
         events.append(Event("Normal", "Resumed", "the batch goes on where it stopped"))
     if old_phase != "Suspended" and phase == "Suspended":
