@@ -50,5 +50,8 @@ test: venv provision envtest lint ## the whole suite against real PostgreSQL, Ra
 test-fast: venv envtest ## the suite without tests marked slow
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
+demo: venv provision envtest ## the whole system on local processes: apply examples/imagebatch.yaml, follow it to the end (KEEP=1 keeps it running)
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" $(BIN)/python -m imagebatch.devservers.demo
+
 clean: ## remove the virtualenv and caches (not the envtest binaries in ~/.cache)
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -75,7 +75,11 @@ class BatchRun:
         try:
             while not stop.is_set():
                 changed = await self.tick()
-                idle = self._status.get("phase") in FINISHED and not changed
+                idle = (
+                    self._status.get("phase") in FINISHED
+                    and not changed
+                    and not self._status.get("workers")
+                )
                 interval = self.ctx.settings.status_interval_seconds * (IDLE_FACTOR if idle else 1)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=interval)

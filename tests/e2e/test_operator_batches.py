@@ -5,23 +5,16 @@ counts until the batch is done."""
 from __future__ import annotations
 
 import asyncpg
-import pytest
 
 from imagebatch.core.settings import CommonSettings
 from imagebatch.devservers.operator_process import OperatorProcess
 from tests.support.image_server import ImageServer
 from tests.support.k8s import KubeCluster
-from tests.support.operator import (  # noqa: F401  (fixtures)
+from tests.support.operator import (
     Batches,
-    batches,
-    connections_secret,
     eventually,
-    operator,
     outputs,
-    start_operator,
-    supervisor,
 )
-from tests.support.worker_fixtures import image_server  # noqa: F401  (fixture)
 
 GENTLE = {"maxReplicas": 2, "messagesPerReplica": 250, "concurrency": 8, "prefetch": 16}
 """Two local worker processes at most: they share two cores with the rest of the suite."""

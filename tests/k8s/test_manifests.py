@@ -274,7 +274,15 @@ def service_accounts(
         kube_cluster.kubectl("delete", "-f", str(manifest), "--wait=false", check=False)
 
 
-def can(kube_cluster: KubeCluster, user: str, verb: str, resource: str, workdir: Path) -> bool:
+def can(
+    kube_cluster: KubeCluster,
+    user: str,
+    verb: str,
+    resource: str,
+    workdir: Path,
+    *,
+    name: str = "",
+) -> bool:
     """The API server's authorizer on `user` doing `verb` on `resource` ("plural.group[/sub]")
     in any namespace, asked through a SubjectAccessReview (kubectl's `auth can-i` answers "no"
     for kinds the server does not serve yet, such as KEDA's here)."""
@@ -290,6 +298,7 @@ def can(kube_cluster: KubeCluster, user: str, verb: str, resource: str, workdir:
                 "group": group,
                 "resource": plural,
                 "subresource": subresource,
+                "name": name,
             },
         },
     }
@@ -306,24 +315,23 @@ def can(kube_cluster: KubeCluster, user: str, verb: str, resource: str, workdir:
         # kopf: find the resources it serves, follow namespaces (cluster-wide), post events.
         ("list", "customresourcedefinitions.apiextensions.k8s.io"),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("get", "customresourcedefinitions.apiextensions.k8s.io"),
         ("list", "namespaces"),
         ("watch", "namespaces"),
         ("create", "events"),
-        ("create", "events.events.k8s.io"),
-        # the batches: handlers, finalizer and progress annotations, status.
+        # the batches: handlers, finalizer and progress annotations, status, TTL.
         ("list", "imagebatches.imagejobs.io"),
         ("watch", "imagebatches.imagejobs.io"),
         ("patch", "imagebatches.imagejobs.io"),
+        ("delete", "imagebatches.imagejobs.io"),
         ("patch", "imagebatches.imagejobs.io/status"),
-        # each batch's children.
+        # each batch's children, applied server-side.
         ("create", "deployments.apps"),
         ("patch", "deployments.apps"),
-        ("delete", "deployments.apps"),
-        ("watch", "deployments.apps"),
         ("create", "scaledobjects.keda.sh"),
         ("patch", "scaledobjects.keda.sh"),
-        ("delete", "scaledobjects.keda.sh"),
-        ("watch", "scaledobjects.keda.sh"),
+        ("create", "triggerauthentications.keda.sh"),
+        ("patch", "triggerauthentications.keda.sh"),
     ],
 )
 def test_the_operator_may_do_what_kopf_and_its_handlers_do(
@@ -334,6 +342,14 @@ def test_the_operator_may_do_what_kopf_and_its_handlers_do(
     resource: str,
 ) -> None:
     assert can(kube_cluster, service_accounts["imagebatch-operator"], verb, resource, workdir)
+
+
+def test_the_operator_may_only_look_up_the_workers_connections_secret(
+    kube_cluster: KubeCluster, service_accounts: dict[str, str], workdir: Path
+) -> None:
+    operator = service_accounts["imagebatch-operator"]
+    assert can(kube_cluster, operator, "get", "secrets", workdir, name="imagebatch-connections")
+    assert not can(kube_cluster, operator, "get", "secrets", workdir, name="postgres")
 
 
 @pytest.mark.parametrize(
@@ -360,6 +376,8 @@ def test_the_api_may_manage_image_batches(
     ("account", "verb", "resource"),
     [
         ("imagebatch-operator", "get", "secrets"),
+        ("imagebatch-operator", "list", "secrets"),
+        ("imagebatch-operator", "delete", "deployments.apps"),
         ("imagebatch-operator", "create", "pods"),
         ("imagebatch-operator", "delete", "namespaces"),
         ("imagebatch-operator", "create", "imagebatches.imagejobs.io"),

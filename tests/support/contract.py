@@ -18,6 +18,20 @@ CONTRACT_ENV: dict[str, frozenset[str]] = {
     },
     "api": CONNECTION_ENV | MESSAGING_ENV | {"HOST", "PORT", "OUTPUT_DIR", "UPLOADS_DIR"},
     "samples": frozenset(),
+    "operator": CONNECTION_ENV
+    | MESSAGING_ENV
+    | {
+        "KUBECONFIG",
+        "WATCH_NAMESPACE",
+        "HEALTH_PORT",
+        "METRICS_PORT",
+        "STATUS_INTERVAL_SECONDS",
+        "PUBLISH_CHUNK_SIZE",
+        "WORKER_IMAGE",
+        "WORKER_CONNECTIONS_SECRET",
+        "WORKER_DATA_CLAIM",
+        "RABBIT_MANAGEMENT_URL",
+    },
 }
 ANY_PROCESS_ENV = frozenset().union(*CONTRACT_ENV.values())
 """What any of our processes may be given (the operator reads the worker's and the api's)."""

@@ -1,0 +1,260 @@
+"""`make demo`: the whole system on one machine, no Docker, from a fresh clone.
+
+Starts throwaway PostgreSQL, RabbitMQ and a Kubernetes API server (the test machinery), serves
+sample photos on 127.0.0.1:8765, seeds `images`, creates the connections Secret, runs the
+operator, a supervisor that keeps as many local `imagebatch-worker` processes running as each
+batch's Deployment asks for (pods never start without nodes), and the api; applies
+`examples/imagebatch.yaml`, shows its progress until it is done, prints where the thumbnails are
+and stops everything. With `KEEP=1` it keeps running until Ctrl-C.
+
+    python -m imagebatch.devservers.demo [--keep] [--example PATH] [--timeout SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from imagebatch.core.db import migrate
+from imagebatch.devservers.kube import KubeControlPlane
+from imagebatch.devservers.operator_process import OperatorProcess
+from imagebatch.devservers.postgres import PostgresServer
+from imagebatch.devservers.process import free_port, spawn, stop_group, wait_until
+from imagebatch.devservers.rabbitmq import RabbitMQServer
+from imagebatch.devservers.samples import DEFAULT_PORT, make_server
+from imagebatch.devservers.supervisor import WorkerSupervisor
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "default"
+SECRET = "imagebatch-connections"
+SEED_ROWS = 300
+BAR_WIDTH = 30
+
+
+def say(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
+@contextlib.contextmanager
+def sample_server() -> Iterator[int]:
+    """The sample photos on the port the example's URLs name."""
+    try:
+        server = make_server("127.0.0.1", DEFAULT_PORT)
+    except OSError as exc:
+        raise SystemExit(
+            f"demo: 127.0.0.1:{DEFAULT_PORT} is taken ({exc}); the example's URLs point there"
+        ) from exc
+    thread = threading.Thread(target=server.serve_forever, name="samples", daemon=True)
+    thread.start()
+    try:
+        yield DEFAULT_PORT
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def seed(database_url: str, port: int) -> None:
+    """Migrations, and the seed's `images` rows pointing at the sample server."""
+    await migrate(database_url)
+    conn: asyncpg.Connection = await asyncpg.connect(database_url)
+    try:
+        if not await conn.fetchval("SELECT count(*) FROM images"):
+            await conn.execute(
+                "INSERT INTO images (url) SELECT 'http://127.0.0.1:' || $1 || '/samples/photo-'"
+                " || g || '.jpg' FROM generate_series(1, $2) AS g",
+                str(port),
+                SEED_ROWS,
+            )
+    finally:
+        await conn.close()
+
+
+def kubectl(plane: KubeControlPlane, *args: str) -> str:
+    result = subprocess.run(
+        [plane.kubectl(), f"--kubeconfig={plane.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def progress_line(status: dict[str, Any], began: float) -> str:
+    total = int(status.get("total") or 0)
+    done = int(status.get("succeeded") or 0) + int(status.get("failed") or 0)
+    filled = BAR_WIDTH * done // total if total else 0
+    rate = done / max(time.monotonic() - began, 1e-3)
+    return (
+        f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} "
+        f"({status.get('succeeded', 0)} ok, {status.get('failed', 0)} failed, "
+        f"{status.get('queued', 0)} queued, {status.get('workers', 0)} workers) "
+        f"{rate:.1f} images/s  {status.get('phase', 'Pending')}"
+    )
+
+
+async def follow(plane: KubeControlPlane, name: str, within: float) -> dict[str, Any]:
+    """Show the batch's progress until it is finished; returns its last status."""
+    began, last_line, deadline = time.monotonic(), "", time.monotonic() + within
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        raw = await asyncio.to_thread(
+            kubectl, plane, "get", "ib", name, "-n", NAMESPACE, "-o", "json"
+        )
+        status = json.loads(raw).get("status") or {}
+        line = progress_line(status, began)
+        if line != last_line:
+            say(line)
+            last_line = line
+        if status.get("phase") in ("Succeeded", "Failed"):
+            break
+        await asyncio.sleep(0.5)
+    say("kubectl get ib:\n" + await asyncio.to_thread(kubectl, plane, "get", "ib", "-n", NAMESPACE))
+    return status
+
+
+def batch_name(example: Path) -> str:
+    for line in example.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("metadata:") and "name:" in stripped:
+            return stripped.split("name:", 1)[1].strip(" }")
+        if stripped.startswith("name:"):
+            return stripped.split(":", 1)[1].strip()
+    raise SystemExit(f"demo: no metadata.name in {example}")
+
+
+async def wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+async def run(args: argparse.Namespace) -> int:
+    workdir = REPO / ".cache" / "demo"
+    data = workdir / "data"
+    shutil.rmtree(workdir, ignore_errors=True)
+    (workdir / "logs").mkdir(parents=True)
+    name = batch_name(args.example)
+    with contextlib.ExitStack() as servers:
+        say("starting PostgreSQL, RabbitMQ and a Kubernetes API server (etcd + kube-apiserver)")
+        postgres = servers.enter_context(PostgresServer())
+        rabbit = servers.enter_context(RabbitMQServer())
+        plane = servers.enter_context(KubeControlPlane())
+        plane.start(REPO / "crds")
+        port = servers.enter_context(sample_server())
+        say(f"sample photos on http://127.0.0.1:{port}/samples/<name>.jpg")
+        database_url = postgres.url
+        await seed(database_url, port)
+        kubectl(
+            plane, "-n", NAMESPACE, "create", "secret", "generic", SECRET,
+            f"--from-literal=RABBIT_URL={rabbit.url}",
+            f"--from-literal=DATABASE_URL={database_url}",
+            "--from-literal=ALLOW_PRIVATE_SOURCES=true",
+        )  # fmt: skip
+        env = {"DATABASE_URL": database_url, "RABBIT_URL": rabbit.url}
+        api_port = free_port()
+        api = spawn(
+            [sys.executable, "-m", "imagebatch.api"],
+            log=workdir / "logs" / "api.log",
+            cwd=workdir / "logs",
+            env={
+                **env,
+                "HOST": "127.0.0.1",
+                "PORT": str(api_port),
+                "KUBECONFIG": str(plane.kubeconfig),
+                "KUBE_NAMESPACE": NAMESPACE,
+                "OUTPUT_DIR": str(data),
+                "UPLOADS_DIR": str(data / "uploads"),
+                "PYTHONSAFEPATH": "1",
+            },
+        )
+        servers.callback(stop_group, api)
+        async with contextlib.AsyncExitStack() as services:
+            operator = OperatorProcess(
+                {**env, "KUBECONFIG": str(plane.kubeconfig), "WATCH_NAMESPACE": NAMESPACE},
+                workdir / "logs" / "operator.log",
+            )
+            services.push_async_callback(operator.stop)
+            await operator.start()
+            await services.enter_async_context(
+                WorkerSupervisor(
+                    plane.kubeconfig,
+                    [NAMESPACE],
+                    data,
+                    workdir / "logs",
+                    env_overrides={"LOG_LEVEL": "WARNING"},
+                )
+            )
+            await asyncio.to_thread(
+                wait_until,
+                lambda: _answers(f"http://127.0.0.1:{api_port}/healthz"),
+                timeout=60,
+                what="the api",
+                process=api,
+                log=workdir / "logs" / "api.log",
+            )
+            page = f"http://127.0.0.1:{api_port}/"
+            say(f"operator, worker supervisor and api running; the page: {page}")
+            say(f"kubectl apply -f {args.example.relative_to(REPO)}")
+            kubectl(plane, "apply", "-n", NAMESPACE, "-f", str(args.example))
+            status = await follow(plane, name, args.timeout)
+            files = sorted(p for p in data.rglob("*") if p.is_file())
+            say(f"{len(files)} thumbnails in {data}:")
+            for path in files[:20]:
+                say(f"  {path.relative_to(data)}")
+            if args.keep:
+                say(
+                    "everything keeps running; Ctrl-C stops it. Try:\n"
+                    f"  export KUBECONFIG={plane.kubeconfig}\n"
+                    f"  {plane.kubectl()} get ib -w\n"
+                    f"  open {page}"
+                )
+                await wait_for_signal()
+            say("stopping everything")
+    phase = status.get("phase")
+    if phase != "Succeeded":
+        say(f"the batch ended {phase or 'unfinished'}; logs are in {workdir / 'logs'}")
+        return 1
+    return 0
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=1) as response:
+        return bool(response.status == 200)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m imagebatch.devservers.demo")
+    parser.add_argument("--keep", action="store_true", default=os.environ.get("KEEP") == "1")
+    parser.add_argument("--example", type=Path, default=REPO / "examples" / "imagebatch.yaml")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for it")
+    args = parser.parse_args(argv)
+    args.example = args.example.resolve()
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return asyncio.run(run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
