@@ -34,6 +34,10 @@ class OperatorProcess:
         self.process: asyncio.subprocess.Process | None = None
 
     @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.health_port}/healthz"
+
+    @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
@@ -54,9 +58,8 @@ class OperatorProcess:
         return self
 
     def _healthy(self) -> bool:
-        url = f"http://127.0.0.1:{self.health_port}/healthz"
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(self.health_url, timeout=1) as response:
                 return bool(response.status == 200)
         except OSError:
             return False

@@ -147,3 +147,45 @@ async def test_a_batch_with_20_percent_broken_urls_fails_past_max_failed_with_ex
     assert status["total"] == 200
     assert counts.get("failed", 0) > 20, "more than 10 % failed"
     assert counts.get("failed", 0) <= 40, "only the broken URLs fail"
+
+
+async def test_a_batch_suspended_mid_run_keeps_its_queue_and_resumes_where_it_stopped(
+    operator: OperatorProcess,
+    supervisor: object,
+    batches: Batches,
+    image_server: ImageServer,
+    messaging: CommonSettings,
+    namespace: str,
+    tmp_path: object,
+) -> None:
+    image_server.photo_delay = 0.05  # a worker takes ~20 images/s: the batch is still running
+    urls = [image_server.url(f"/photo/{n}.jpg") for n in range(300)]
+    slow = {"maxReplicas": 1, "concurrency": 1, "prefetch": 1}
+    await batches.create("paused", {"source": {"urls": urls}, "workers": slow})
+    await batches.wait_status("paused", lambda s: int(s.get("succeeded") or 0) >= 20, within=120)
+
+    await batches.patch_spec("paused", {"suspend": True})
+
+    held = await batches.wait_status(
+        "paused",
+        lambda s: s.get("phase") == "Suspended" and s.get("workers") == 0,
+        within=60,
+        what="suspended with no workers left",
+    )
+    assert held["succeeded"] < 300
+    assert held["queued"] > 0, "the queue keeps what is not done"
+    deployment = await batches.deployment("paused")
+    assert deployment is not None
+    assert deployment.spec.replicas == 0
+
+    await batches.patch_spec("paused", {"suspend": False})
+    image_server.photo_delay = 0.0
+    done = await batches.wait_phase("paused", "Succeeded", within=180)
+
+    assert (done["succeeded"], done["failed"], done["total"]) == (300, 0, 300)
+    counts = await db_counts(messaging.database_url, f"{namespace}/paused")
+    assert counts == {"completed": 300}
+    data = tmp_path / "data" / namespace / "paused"  # type: ignore[operator]
+    assert len(outputs(data)) == 300
+    reasons = [reason for reason, _ in await batches.events("paused")]
+    assert (reasons.count("Suspended"), reasons.count("Resumed")) == (1, 1)

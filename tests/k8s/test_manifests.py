@@ -76,19 +76,32 @@ def test_the_kustomization_passes_server_side_validation(
     assert len(accepted) == len(rendered)
 
 
-def test_the_example_image_batch_is_admitted(kube_cluster: KubeCluster, namespace: str) -> None:
+@pytest.mark.parametrize(
+    ("example", "name"),
+    [("imagebatch.yaml", "holiday-photos"), ("imagebatch-postgres.yaml", "seeded-photos")],
+)
+def test_the_example_image_batches_are_admitted(
+    kube_cluster: KubeCluster, namespace: str, example: str, name: str
+) -> None:
     result = kube_cluster.kubectl(
         "apply",
         "--dry-run=server",
         "-n",
         namespace,
         "-f",
-        str(REPO / "examples" / "imagebatch.yaml"),
+        str(REPO / "examples" / example),
         check=False,
     )
 
     assert result.returncode == 0, result.stderr
-    assert "imagebatch.imagejobs.io/holiday-photos created (server dry run)" in result.stdout
+    assert f"imagebatch.imagejobs.io/{name} created (server dry run)" in result.stdout
+
+
+def test_every_example_is_checked() -> None:
+    assert sorted(p.name for p in (REPO / "examples").glob("*.yaml")) == [
+        "imagebatch-postgres.yaml",
+        "imagebatch.yaml",
+    ]
 
 
 def test_keda_objects_are_left_to_the_operator(rendered: list[dict[str, Any]]) -> None:

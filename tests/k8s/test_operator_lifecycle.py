@@ -4,6 +4,9 @@ cannot run, runs out of time, or is deleted."""
 
 from __future__ import annotations
 
+import asyncio
+import urllib.request
+
 import aio_pika
 import aiormq
 import asyncpg
@@ -105,6 +108,17 @@ async def test_a_batch_gets_its_worker_deployment_owned_by_it(
     assert env_of(patched)["MAX_ATTEMPTS"] == "2"
     status = await batches.wait_status("owned", lambda s: s.get("observedGeneration") == 2)
     assert status["total"] == 10
+
+    metrics = await asyncio.to_thread(read_text, operator.metrics_url)
+    assert "imagebatch_operator_items_published_total 10.0" in metrics
+    assert 'imagebatch_operator_batches{phase="Running"} 1.0' in metrics
+    assert "imagebatch_operator_status_refresh_seconds_count" in metrics
+    assert await asyncio.to_thread(read_text, operator.health_url) != ""
+
+
+def read_text(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
 
 
 async def test_without_keda_the_operator_scales_workers_with_the_backlog_and_back_to_zero(

@@ -433,6 +433,22 @@ def test_tilt_builds_the_image_the_manifests_run_from_this_repository() -> None:
     assert {path.name for path in (REPO / "crds").glob("*.yaml")} == {Path(p).name for p in crds}
 
 
+def test_the_batch_workers_the_operator_makes_run_the_image_tilt_built() -> None:
+    """Tilt retags the image it builds; the operator names it in WORKER_IMAGE, an env var."""
+    tilt = Tiltfile()
+    (build,) = tilt.calls("docker_build")
+    assert tilt.kwarg(build, "match_in_env_vars") is True
+    (operator,) = [
+        doc
+        for doc in yaml.safe_load_all((REPO / "manifests" / "operator.yaml").read_text())
+        if doc["kind"] == "Deployment"
+    ]
+    env = {
+        e["name"]: e["value"] for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["WORKER_IMAGE"] == IMAGE
+
+
 def test_live_update_syncs_the_source_the_dockerfile_copies_and_reinstalls_on_pyproject() -> None:
     tilt = Tiltfile()
     copied = {
