@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractExchange
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from imagebatch.core.broker import job_message
@@ -53,14 +55,26 @@ async def publish_chunk(
     """Publish `items` with their confirms awaited together."""
     jobs, invalid = build_jobs(spec, items)
     routing_key = batch_queue_name(spec.namespace, spec.name)
-    headers = inject_headers()
+    tracer = trace.get_tracer("imagebatch.operator")
+    attributes: dict[str, str | int] = {
+        "imagebatch.batch": spec.batch,
+        "messaging.batch.message_count": len(jobs),
+    }
 
-    async def publish(job: ImageJob) -> None:
+    async def publish(job: ImageJob, headers: dict[str, object]) -> None:
         await exchange.publish(
             job_message(job, headers=headers), routing_key=routing_key, mandatory=True
         )
 
-    results = await asyncio.gather(*(publish(job) for job in jobs), return_exceptions=True)
+    with tracer.start_as_current_span(
+        f"{routing_key} publish", kind=SpanKind.PRODUCER, attributes=attributes
+    ):
+        # One span per chunk: each message's traceparent points at it, so the trace of an
+        # item starts at the chunk that published it and goes on in the worker.
+        headers = inject_headers()
+        results = await asyncio.gather(
+            *(publish(job, headers) for job in jobs), return_exceptions=True
+        )
     confirmed = [job.id for job, result in zip(jobs, results, strict=True) if result is None]
     errors = [r for r in results if isinstance(r, BaseException)]
     return Outcome(confirmed, invalid, len(errors), errors[0] if errors else None)

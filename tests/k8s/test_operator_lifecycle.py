@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 import aio_pika
 import aiormq
@@ -129,7 +131,7 @@ async def test_without_keda_the_operator_scales_workers_with_the_backlog_and_bac
         {"source": {"urls": URLS}, "workers": {"maxReplicas": 3, "messagesPerReplica": 50}},
     )
 
-    def replicas(count: int) -> object:
+    def replicas(count: int) -> Callable[[Any], bool]:
         return lambda d: d is not None and d.spec.replicas == count
 
     await eventually(

@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -62,13 +62,13 @@ class Batches:
         self._stack.close()
 
     async def create(self, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "ImageBatch",
             "metadata": {"name": name},
             "spec": dict(spec),
         }
-        return await asyncio.to_thread(
+        created: object = await asyncio.to_thread(
             self.objects.create_namespaced_custom_object,
             GROUP,
             VERSION,
@@ -76,10 +76,11 @@ class Batches:
             PLURAL,
             body,
         )
+        return cast(dict[str, Any], created)
 
     async def get(self, name: str) -> dict[str, Any] | None:
         try:
-            return await asyncio.to_thread(
+            found: object = await asyncio.to_thread(
                 self.objects.get_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -87,6 +88,7 @@ class Batches:
                 PLURAL,
                 name,
             )
+            return cast(dict[str, Any], found)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -134,7 +136,7 @@ class Batches:
             self.namespace,
             field_selector=f"involvedObject.name={name}",
         )
-        return [(e.reason, e.message) for e in found.items]
+        return [(str(e.reason), str(e.message)) for e in found.items]
 
     async def wait_status(
         self,
