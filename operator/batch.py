@@ -74,7 +74,11 @@ class BatchRun:
         """Tick until `stop` (the batch is being deleted, or the operator stops)."""
         try:
             while not stop.is_set():
-                changed = await self.tick()
+                try:
+                    changed = await self.tick()
+                except Exception:  # a bug or an outage nobody modelled: log it, keep the batch
+                    log.exception("%s: refreshing the batch failed; trying again", self.batch)
+                    changed = True
                 idle = (
                     self._status.get("phase") in FINISHED
                     and not changed
@@ -166,7 +170,7 @@ class BatchRun:
         queue = None
         try:
             queue = await asyncio.wait_for(queue_stats(self.ctx.broker, spec), timeout=5)
-        except BROKER_ERRORS as exc:
+        except Exception as exc:  # connection errors, or a channel the broker just closed
             problems.append(Problem("BrokerUnavailable", f"cannot reach RabbitMQ: {exc!r}"))
         return counts, queue
 
