@@ -19,6 +19,10 @@ from imagebatch.core.telemetry import inject_headers
 from imagebatch.core.topology import batch_queue_name
 from imagebatch.operator.items import Item
 
+CONFIRM_TIMEOUT_SECONDS = 60.0
+"""A chunk whose confirms have not all come by then is given up (and published again later):
+a broker that went away must not hold the pump forever."""
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -72,9 +76,10 @@ async def publish_chunk(
         # One span per chunk: each message's traceparent points at it, so the trace of an
         # item starts at the chunk that published it and goes on in the worker.
         headers = inject_headers()
-        results = await asyncio.gather(
-            *(publish(job, headers) for job in jobs), return_exceptions=True
-        )
+        async with asyncio.timeout(CONFIRM_TIMEOUT_SECONDS):
+            results = await asyncio.gather(
+                *(publish(job, headers) for job in jobs), return_exceptions=True
+            )
     confirmed = [job.id for job, result in zip(jobs, results, strict=True) if result is None]
     errors = [r for r in results if isinstance(r, BaseException)]
     return Outcome(confirmed, invalid, len(errors), errors[0] if errors else None)
