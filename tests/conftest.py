@@ -17,6 +17,14 @@ from imagebatch.core.db import apply_migrations
 from imagebatch.core.settings import CommonSettings
 from tests.support import servers
 from tests.support.k8s import kube_cluster, namespace  # noqa: F401  (fixture re-exports)
+from tests.support.operator import (  # noqa: F401  (fixture re-exports)
+    batches,
+    connections_secret,
+    operator,
+    start_operator,
+    supervisor,
+)
+from tests.support.worker_fixtures import image_server  # noqa: F401  (fixture re-export)
 
 
 @pytest.fixture(scope="session")

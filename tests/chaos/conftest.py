@@ -1,11 +1,21 @@
-"""Fixtures of the operator tests: the operator process, the connections Secret, batches and
-their local workers (tests/support/operator.py)."""
+"""Fixtures of the chaos tests."""
 
-from tests.support.operator import (  # noqa: F401  (fixtures)
-    batches,
-    connections_secret,
-    operator,
-    start_operator,
-    supervisor,
-)
-from tests.support.worker_fixtures import image_server  # noqa: F401  (fixture)
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from imagebatch.devservers.rabbitmq import RabbitMQServer
+
+
+@pytest.fixture(scope="module")
+def own_broker() -> Iterator[RabbitMQServer]:
+    """A broker of one test module alone, since its tests stop and restart it (each leaves it
+    running)."""
+    server = RabbitMQServer(management=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import aio_pika
 import asyncpg
@@ -19,17 +18,6 @@ from tests.support.operator import Batches, OperatorFactory
 
 ROWS = 6_000
 CHUNK = 200
-
-
-@pytest.fixture(scope="module")
-def own_broker() -> Iterator[RabbitMQServer]:
-    """A broker of this test alone, since it stops and restarts it."""
-    server = RabbitMQServer(management=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def degraded(status: dict[str, object]) -> dict[str, str] | None:

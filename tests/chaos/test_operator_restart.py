@@ -13,10 +13,9 @@ import asyncpg
 
 from imagebatch.core.settings import CommonSettings
 from imagebatch.core.topology import batch_queue_name
-from imagebatch.devservers.supervisor import WorkerSupervisor
 from tests.support.image_server import ImageServer
 from tests.support.k8s import KubeCluster
-from tests.support.operator import WORKER_OVERRIDES, Batches, OperatorFactory, outputs
+from tests.support.operator import Batches, OperatorFactory, outputs, supervise
 from tests.support.worker_process import count_completions, install_completion_counter
 
 ROWS = 20_000
@@ -81,13 +80,7 @@ async def test_a_killed_operator_resumes_publishing_without_losing_or_flooding_i
             depth = await queue_depth(messaging.rabbit_url, batch_queue_name(namespace, "big"))
             assert ROWS <= depth <= ROWS + CHUNK, "no item lost, duplicates within one chunk"
 
-            async with WorkerSupervisor(
-                kube_cluster.kubeconfig,
-                [namespace],
-                tmp_path / "data",
-                tmp_path / "worker-logs",
-                env_overrides=WORKER_OVERRIDES,
-            ):
+            async with supervise(kube_cluster, namespace, tmp_path):
                 done = await batches.wait_phase("big", "Succeeded", within=400)
         finally:
             await conn.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -36,17 +36,6 @@ from tests.support.worker_process import (
 BATCH = 300
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def own_broker() -> Iterator[RabbitMQServer]:
-    """A broker of these tests alone, since they stop and restart it (each leaves it running)."""
-    server = RabbitMQServer(management=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

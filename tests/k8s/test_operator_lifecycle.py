@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
-from collections.abc import Callable
-from typing import Any
 
 import aio_pika
 import aiormq
@@ -131,16 +129,11 @@ async def test_without_keda_the_operator_scales_workers_with_the_backlog_and_bac
         {"source": {"urls": URLS}, "workers": {"maxReplicas": 3, "messagesPerReplica": 50}},
     )
 
-    def replicas(count: int) -> Callable[[Any], bool]:
-        return lambda d: d is not None and d.spec.replicas == count
-
-    await eventually(
-        lambda: batches.deployment("scaled"), replicas(3), what="3 replicas (200 left)"
-    )
+    await batches.wait_replicas("scaled", 3)  # 200 left: 4 wanted, 3 at most
     await complete(messaging.database_url, f"{namespace}/scaled", 110)
-    await eventually(lambda: batches.deployment("scaled"), replicas(2), what="2 replicas (90 left)")
+    await batches.wait_replicas("scaled", 2)  # 90 left
     await complete(messaging.database_url, f"{namespace}/scaled", 90)
-    await eventually(lambda: batches.deployment("scaled"), replicas(0), what="0 replicas when done")
+    await batches.wait_replicas("scaled", 0)  # done
     status = await batches.wait_phase("scaled", "Succeeded")
     assert (status["succeeded"], status["progress"]) == (200, "200/200")
 
@@ -216,12 +209,7 @@ async def test_a_batch_past_its_deadline_fails_and_its_workers_go(
     failed = condition(status, "Failed")
     assert failed["reason"] == "DeadlineExceeded"
     assert status["succeeded"] == 0
-    deployment = await eventually(
-        lambda: batches.deployment("late"),
-        lambda d: d is not None and d.spec.replicas == 0,
-        what="workers at 0",
-    )
-    assert deployment is not None
+    await batches.wait_replicas("late", 0)
 
 
 async def test_a_suspended_batch_publishes_nothing_until_resumed(

@@ -129,6 +129,15 @@ class Batches:
                 return None
             raise
 
+    async def wait_replicas(self, name: str, count: int, *, within: float = 30.0) -> Any:
+        """The batch's worker Deployment once it asks for `count` replicas."""
+        return await eventually(
+            lambda: self.deployment(name),
+            lambda d: d is not None and d.spec.replicas == count,
+            within=within,
+            what=f"{name}'s Deployment at {count} replicas",
+        )
+
     async def events(self, name: str) -> list[tuple[str, str]]:
         """(reason, message) of the Events posted about the batch, oldest first."""
         found = await asyncio.to_thread(
@@ -242,20 +251,25 @@ WORKER_OVERRIDES = {
 """Local workers share two cores with everything else: one thumbnail thread each."""
 
 
+def supervise(cluster: KubeCluster, namespace: str, folder: Path) -> Any:
+    """Local worker processes for the batches' Deployments (pods never start under envtest);
+    `async with` it."""
+    from imagebatch.devservers.supervisor import WorkerSupervisor
+
+    return WorkerSupervisor(
+        cluster.kubeconfig,
+        [namespace],
+        folder / "data",
+        folder / "worker-logs",
+        env_overrides=WORKER_OVERRIDES,
+    )
+
+
 @pytest.fixture
 async def supervisor(
     kube_cluster: KubeCluster, namespace: str, tmp_path: Path
 ) -> AsyncIterator[Any]:
-    """Local worker processes for the batches' Deployments (pods never start under envtest)."""
-    from imagebatch.devservers.supervisor import WorkerSupervisor
-
-    async with WorkerSupervisor(
-        kube_cluster.kubeconfig,
-        [namespace],
-        tmp_path / "data",
-        tmp_path / "worker-logs",
-        env_overrides=WORKER_OVERRIDES,
-    ) as running:
+    async with supervise(kube_cluster, namespace, tmp_path) as running:
         yield running
 
 
