@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from imagebatch.core.imagebatch import RunSpec, SpecInvalid, run_spec
-from imagebatch.core.jobs import BatchCounts, batch_counts, mark_published
-from imagebatch.operator import children, items
-from imagebatch.operator.context import BROKER_ERRORS, DB_ERRORS, OperatorContext
+from imagebatch.core.jobs import BatchCounts, batch_counts
+from imagebatch.operator import children
+from imagebatch.operator.context import DB_ERRORS, OperatorContext
 from imagebatch.operator.progress import (
     FINISHED,
     Decision,
@@ -33,8 +33,8 @@ from imagebatch.operator.progress import (
     QueueStats,
     decide,
 )
-from imagebatch.operator.publisher import publish_chunk
-from imagebatch.operator.queues import ensure_queue, queue_stats
+from imagebatch.operator.pump import Pump
+from imagebatch.operator.queues import queue_stats
 from imagebatch.operator.source import check_source
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ PostEvent = Callable[[str, str, str], None]
 """(type, reason, message) → an Event on the batch."""
 IDLE_FACTOR = 10
 """A finished batch whose status no longer changes is looked at this many times less often."""
-MAX_PUMP_PAUSE = 30.0
 
 
 class BatchRun:
@@ -58,10 +57,9 @@ class BatchRun:
         self.namespace: str = meta["namespace"]
         self.name: str = meta["name"]
         self.uid: str = meta["uid"]
-        self.published_all = False
         self._gate = asyncio.Event()
-        self._pump: asyncio.Task[None] | None = None
-        self._pump_problem: Problem | None = None
+        self._pump = Pump(ctx, self.batch, self.uid, self._gate)
+        self._pumping: asyncio.Task[None] | None = None
         self._source_checked: tuple[int, Problem | None] | None = None
         self._applied: dict[str, dict[str, Any]] = {}
         self._status: dict[str, Any] = dict(body.get("status") or {})
@@ -88,10 +86,10 @@ class BatchRun:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=interval)
         finally:
-            if self._pump is not None:
-                self._pump.cancel()
+            if self._pumping is not None:
+                self._pumping.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await self._pump
+                    await self._pumping
 
     async def tick(self) -> bool:
         """One round of observe → decide → apply; returns whether the status changed."""
@@ -106,19 +104,19 @@ class BatchRun:
         if spec is None:
             return await self._report_unrunnable(generation, problems)
         problems += await self._check(spec, generation)
-        if self._pump_problem is not None:
-            problems.append(self._pump_problem)
+        if self._pump.problem is not None:
+            problems.append(self._pump.problem)
         counts, queue = await self._observe(spec, problems)
         decision = decide(
             spec,
             self._status,
-            Observation(generation, counts, queue, self.published_all, tuple(problems)),
+            Observation(generation, counts, queue, self._pump.published_all, tuple(problems)),
         )
         self.ctx.metrics.refresh_seconds.observe(time.perf_counter() - began)
         if decision.publish and not problems_block_start(problems):
             self._gate.set()
-            if self._pump is None:
-                self._pump = asyncio.create_task(self._run_pump(spec), name=f"pump {self.batch}")
+            if self._pumping is None:
+                self._pumping = asyncio.create_task(self._pump.run(spec), name=f"pump {self.batch}")
         else:
             self._gate.clear()
         await self._ensure_children(spec, decision)
@@ -235,70 +233,6 @@ class BatchRun:
         await self.ctx.kube.patch_status(self.namespace, self.name, status)
         self._status = status
         return True
-
-    async def _run_pump(self, spec: RunSpec) -> None:
-        """Feed the queue until every item is published, riding out outages with a backoff."""
-        pause = 0.5
-        while True:
-            try:
-                await self._pump_once(spec)
-                self._pump_problem = None
-                return
-            except DB_ERRORS as exc:
-                self._pump_problem = Problem("DatabaseUnavailable", f"publishing paused: {exc!r}")
-            except BROKER_ERRORS as exc:
-                self._pump_problem = Problem("BrokerUnavailable", f"publishing paused: {exc!r}")
-            except Exception as exc:  # e.g. the broker refused a message: not a reason to stop
-                log.exception("%s: publishing failed", self.batch)
-                self._pump_problem = Problem("PublishFailed", f"publishing paused: {exc!r}")
-            log.warning(
-                "%s: %s; trying again in %.1fs", self.batch, self._pump_problem.message, pause
-            )
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, MAX_PUMP_PAUSE)
-
-    async def _pump_once(self, spec: RunSpec) -> None:
-        ctx, chunk = self.ctx, self.ctx.settings.publish_chunk_size
-        feed = await items.register(ctx.pool, spec, self.uid)
-        channel = await ctx.broker.channel(publisher_confirms=True, on_return_raises=True)
-        try:
-            exchange = await ensure_queue(channel, ctx.settings, spec)
-            while True:
-                await self._gate.wait()
-                if not feed.materialized_all:
-                    feed = await items.materialize_step(ctx.pool, spec, self.uid, chunk)
-                published_any = await self._publish_pass(spec, exchange, chunk)
-                if feed.materialized_all and not published_any:
-                    break
-                self._pump_problem = None
-        finally:
-            with contextlib.suppress(*BROKER_ERRORS):
-                await channel.close()
-        self.published_all = True
-        log.info("%s: all %d items published", self.batch, feed.materialized)
-
-    async def _publish_pass(self, spec: RunSpec, exchange: Any, chunk: int) -> bool:
-        """Publish every item not yet published, one chunk in flight at a time; returns whether
-        there was any."""
-        ctx, after, seen = self.ctx, "", False
-        while True:
-            await self._gate.wait()
-            fresh, taken = await items.unpublished(ctx.pool, self.batch, after=after, limit=chunk)
-            if not fresh and not taken:
-                return seen
-            seen = True
-            began = time.perf_counter()
-            if taken:
-                await mark_published(ctx.pool, taken)
-            outcome = await publish_chunk(exchange, spec, fresh)
-            await mark_published(ctx.pool, outcome.confirmed)
-            if outcome.invalid:
-                await items.fail(ctx.pool, outcome.invalid)
-            ctx.metrics.items_published.inc(len(outcome.confirmed))
-            ctx.metrics.publish_seconds.observe(time.perf_counter() - began)
-            if outcome.error is not None:
-                raise outcome.error
-            after = max([*(i.id for i in fresh), *taken])
 
 
 def problems_block_start(problems: list[Problem]) -> bool:
