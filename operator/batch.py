@@ -72,6 +72,7 @@ class BatchRun:
         """Tick until `stop` (the batch is being deleted, or the operator stops)."""
         try:
             while not stop.is_set():
+                began = time.monotonic()
                 try:
                     changed = await self.tick()
                 except Exception:  # a bug or an outage nobody modelled: log it, keep the batch
@@ -83,8 +84,10 @@ class BatchRun:
                     and not self._status.get("workers")
                 )
                 interval = self.ctx.settings.status_interval_seconds * (IDLE_FACTOR if idle else 1)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=interval)
+                with contextlib.suppress(TimeoutError):  # a refresh every interval, not after
+                    await asyncio.wait_for(
+                        stop.wait(), timeout=interval - (time.monotonic() - began)
+                    )
         finally:
             if self._pumping is not None:
                 self._pumping.cancel()

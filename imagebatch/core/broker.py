@@ -17,7 +17,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from imagebatch.core.messages import ImageJob, encode_job
+from imagebatch.core.messages import ImageJob, encode_items, encode_job
 from imagebatch.core.telemetry import inject_headers
 
 
@@ -45,6 +45,23 @@ def job_message(job: ImageJob, *, headers: dict[str, Any] | None = None) -> aio_
         message_id=job.id,
         headers=inject_headers(headers),
     )
+
+
+def item_messages(
+    template: ImageJob, items: list[tuple[str, str]], *, headers: dict[str, Any]
+) -> list[aio_pika.Message]:
+    """The messages `job_message` makes for jobs equal to `template` but for their (id, url),
+    all carrying `headers` (one trace context for the lot): a batch's items, cheaply."""
+    return [
+        aio_pika.Message(
+            body=body,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=job_id,
+            headers=headers,
+        )
+        for (job_id, _url), body in zip(items, encode_items(template, items), strict=True)
+    ]
 
 
 async def publish_job(

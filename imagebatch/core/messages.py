@@ -146,3 +146,31 @@ def decode_job(body: bytes) -> ImageJob:
             for err in exc.errors()
         )
         raise PermanentError(f"malformed message: {problems}", code="malformed") from exc
+
+
+def item_problem(job_id: str, url: str) -> str | None:
+    """Why a batch item with this id and url cannot be a message (None: it can), by the same
+    rules as `ImageJob`'s validators for an http(s) job."""
+    if not SAFE_ID.fullmatch(job_id):
+        return "id must be 1-128 characters of [A-Za-z0-9._-], not starting with . or -"
+    if not url or len(url) > MAX_URL_LENGTH:
+        return f"url must be 1-{MAX_URL_LENGTH} characters"
+    if not url.lower().startswith(("http://", "https://")):
+        return "url must be an http:// or https:// URL"
+    return None
+
+
+def encode_items(template: ImageJob, items: list[tuple[str, str]]) -> list[bytes]:
+    """The bodies `encode_job` gives for jobs equal to `template` but for their (id, url) — a
+    batch's items — without a model per item (a batch publishes millions). Check each pair
+    with `item_problem` first."""
+    parts = {
+        key: json.dumps(value, separators=(",", ":"))
+        for key, value in json.loads(encode_job(template)).items()
+    }
+    ops, batch, output = parts["ops"], parts["batch"], parts["output"]
+    return [
+        f'{{"url":{json.dumps(url)},"ops":{ops},"id":{json.dumps(job_id)},'
+        f'"batch":{batch},"output":{output}}}'.encode()
+        for job_id, url in items
+    ]

@@ -7,7 +7,15 @@ import json
 import pytest
 
 from imagebatch.core.errors import PermanentError
-from imagebatch.core.messages import ImageJob, Thumbnail, decode_job, encode_job
+from imagebatch.core.messages import (
+    ImageJob,
+    Operation,
+    Thumbnail,
+    decode_job,
+    encode_items,
+    encode_job,
+    item_problem,
+)
 
 
 def body(**fields: object) -> bytes:
@@ -83,3 +91,41 @@ def test_malformed_messages_are_permanent_failures_that_say_what_is_wrong(
         decode_job(raw)
     assert caught.value.code == "malformed"
     assert complaint in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.test/a.jpg", 'http://h/q?x="y"&z=ü', "http://h/" + "a" * 2000],
+)
+def test_a_batch_item_s_body_is_what_encode_job_writes(url: str) -> None:
+    """The operator encodes millions of items from one template; the bytes must not differ."""
+    template = ImageJob(
+        url="https://template.invalid/",
+        id="template",
+        batch="ns/name",
+        output="ns/name",
+        ops=[Operation(thumbnail=Thumbnail(width=64, format="webp")), Operation()],
+    )
+    (body,) = encode_items(template, [("abc123-7", url)])
+    assert body == encode_job(template.model_copy(update={"id": "abc123-7", "url": url}))
+    assert decode_job(body) == ImageJob(**{**template.model_dump(), "id": "abc123-7", "url": url})
+
+
+@pytest.mark.parametrize(
+    ("job_id", "url", "problem"),
+    [
+        ("ok-1", "https://a.test/x.jpg", None),
+        ("-bad", "https://a.test/x.jpg", "id must be"),
+        ("ok-2", "ftp://a.test/x.jpg", "http:// or https://"),
+        ("ok-3", "", "url must be"),
+        ("ok-4", "https://a.test/" + "x" * 2048, "url must be"),
+    ],
+)
+def test_an_item_that_cannot_be_a_message_says_why(
+    job_id: str, url: str, problem: str | None
+) -> None:
+    found = item_problem(job_id, url)
+    assert (found is None) == (problem is None)
+    if problem is not None:
+        assert found is not None
+        assert problem in found
