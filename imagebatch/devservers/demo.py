@@ -156,8 +156,9 @@ async def run(args: argparse.Namespace) -> int:
         say("starting PostgreSQL, RabbitMQ and a Kubernetes API server (etcd + kube-apiserver)")
         postgres = servers.enter_context(PostgresServer())
         rabbit = servers.enter_context(RabbitMQServer())
-        plane = servers.enter_context(KubeControlPlane())
-        plane.start(REPO / "crds")
+        plane = KubeControlPlane()
+        servers.callback(plane.close)
+        plane.start(REPO / "crds")  # the CRDs before the controller-manager (garbage collector)
         port = servers.enter_context(sample_server())
         say(f"sample photos on http://127.0.0.1:{port}/samples/<name>.jpg")
         database_url = postgres.url

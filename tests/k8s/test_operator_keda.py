@@ -30,9 +30,11 @@ def keda_cluster() -> Iterator[KubeCluster]:
     """A control plane of its own: KEDA's CRDs would change how every other test's batches
     are scaled."""
     plane = KubeControlPlane(controller_manager=False)
-    with plane:
+    try:
         plane.start(CRDS, *sorted(KEDA_CRDS.glob("*.yaml")))
         yield KubeCluster(plane.kubeconfig, plane.kubectl(), started_here=True)
+    finally:
+        plane.close()
 
 
 @pytest.fixture(params=["amqp", "http"])
