@@ -43,6 +43,8 @@ NAMESPACE = "default"
 SECRET = "imagebatch-connections"
 SEED_ROWS = 300
 BAR_WIDTH = 30
+SETTLE_SECONDS = 15.0
+"""After the batch finished, how long to wait for its workers to be gone before the last line."""
 
 
 def say(message: str) -> None:
@@ -111,6 +113,7 @@ def progress_line(status: dict[str, Any], began: float) -> str:
 async def follow(plane: KubeControlPlane, name: str, within: float) -> dict[str, Any]:
     """Show the batch's progress until it is finished; returns its last status."""
     began, last_line, deadline = time.monotonic(), "", time.monotonic() + within
+    settle_until = deadline
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
         raw = await asyncio.to_thread(
@@ -121,8 +124,11 @@ async def follow(plane: KubeControlPlane, name: str, within: float) -> dict[str,
         if line != last_line:
             say(line)
             last_line = line
-        if status.get("phase") in ("Succeeded", "Failed"):
-            break
+        finished = status.get("phase") in ("Succeeded", "Failed")
+        if finished and (not status.get("workers") or time.monotonic() > settle_until):
+            break  # done, and its workers gone (they are scaled to 0 at once)
+        if not finished:
+            settle_until = time.monotonic() + SETTLE_SECONDS
         await asyncio.sleep(0.5)
     say("kubectl get ib:\n" + await asyncio.to_thread(kubectl, plane, "get", "ib", "-n", NAMESPACE))
     return status

@@ -27,7 +27,7 @@ def test_make_demo_runs_the_example_batch_to_success_and_stops_everything() -> N
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert re.search(r"holiday-photos\s+Succeeded\s+6/6\s+6\s+0", output), output[-4000:]
+    assert re.search(r"holiday-photos\s+Succeeded\s+6/6\s+6\s+0\s+0\s", output), output[-4000:]
     assert "[##############################] 6/6" in output
     found = re.search(r"demo: (\d+) thumbnails in (\S+):", output)
     assert found is not None, output[-4000:]
