@@ -60,9 +60,14 @@ async def test_a_task_and_the_worker_s_handling_of_it_share_one_trace(
                 )
 
             async def whole_trace_arrived() -> bool:
+                """Every stage and every span between it and the api's request: the two
+                processes export in batches, so a parent can arrive after its children."""
                 root = request_span()
-                names = {s.name for s in receiver.by_trace(root.trace_id)} if root else set()
-                return {"download", "transform", "write"} <= names
+                if root is None:
+                    return False
+                trace = receiver.by_trace(root.trace_id)
+                stages = [s for s in trace if s.name in {"download", "transform", "write"}]
+                return len(stages) == 3 and all(root in ancestors(s, trace) for s in stages)
 
             await wait_until(whole_trace_arrived, within=30, what="the worker's spans")
             assert (await client.get(f"/tasks/{task_id}")).json()["status"] == "completed"
