@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from typing import Any
 
 from imagebatch.core.imagebatch import RunSpec, SpecInvalid, run_spec
 from imagebatch.core.jobs import BatchCounts, batch_counts
-from imagebatch.operator import children
+from imagebatch.operator import children, conditions
 from imagebatch.operator.context import DB_ERRORS, OperatorContext
 from imagebatch.operator.progress import (
     FINISHED,
@@ -32,6 +33,7 @@ from imagebatch.operator.progress import (
     Problem,
     QueueStats,
     decide,
+    timestamp,
 )
 from imagebatch.operator.pump import Pump
 from imagebatch.operator.queues import queue_stats
@@ -116,7 +118,7 @@ class BatchRun:
             Observation(generation, counts, queue, self._pump.published_all, tuple(problems)),
         )
         self.ctx.metrics.refresh_seconds.observe(time.perf_counter() - began)
-        if decision.publish and not problems_block_start(problems):
+        if decision.publish:  # never with a fatal problem (decide); a missing Secret is not one
             self._gate.set()
             if self._pumping is None:
                 self._pumping = asyncio.create_task(self._pump.run(spec), name=f"pump {self.batch}")
@@ -215,9 +217,7 @@ class BatchRun:
 
     async def _report_unrunnable(self, generation: int, problems: list[Problem]) -> bool:
         """A spec that cannot even be read: Failed with the reason, nothing else done."""
-        from imagebatch.operator import conditions
-
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = timestamp(dt.datetime.now(dt.UTC))
         problem = problems[0]
         status = {
             **self._status,
@@ -236,9 +236,3 @@ class BatchRun:
         await self.ctx.kube.patch_status(self.namespace, self.name, status)
         self._status = status
         return True
-
-
-def problems_block_start(problems: list[Problem]) -> bool:
-    """Fatal problems stop the pump from starting (a missing Secret does not: the queue keeps
-    the items until workers can start)."""
-    return any(p.fatal for p in problems)
