@@ -38,10 +38,14 @@ class OperatorMetrics:
             self.batches.labels(phase).set(0)
 
     def phase(self, batch: str, phase: str | None) -> None:
-        """Record `batch`'s phase (None: the batch is gone)."""
-        if phase is None:
-            self._phases.pop(batch, None)
-        else:
+        """Record `batch`'s phase (None: the batch is gone); only a change moves the gauge, so
+        each refresh costs the same however many batches there are."""
+        old = self._phases.pop(batch, None)
+        if phase is not None:
             self._phases[batch] = phase
-        for name in PHASES:
-            self.batches.labels(name).set(sum(1 for p in self._phases.values() if p == name))
+        if old == phase:
+            return
+        if old is not None:
+            self.batches.labels(old).dec()
+        if phase is not None:
+            self.batches.labels(phase).inc()
