@@ -4,6 +4,8 @@ status (depth and consumers), deleted with the batch together with its workers' 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
@@ -25,26 +27,30 @@ async def ensure_queue(
     return topology.exchange
 
 
-async def queue_stats(connection: AbstractConnection, spec: RunSpec) -> QueueStats | None:
-    """Ready messages and consumers of the batch's queue (None if it does not exist).
-
-    A passive declaration on a channel of its own: when the queue is missing the broker closes
-    that channel, not the one publishing.
-    """
+@contextlib.asynccontextmanager
+async def own_channel(connection: AbstractConnection) -> AsyncIterator[AbstractChannel]:
+    """A channel for one question the broker may answer by closing it (a queue that does not
+    exist), so that the channel publishing is never the one closed."""
     channel = await connection.channel()
     try:
-        queue = await channel.declare_queue(
-            batch_queue_name(spec.namespace, spec.name), passive=True
-        )
-        result = queue.declaration_result
-        return QueueStats(
-            messages=int(result.message_count or 0), consumers=int(result.consumer_count or 0)
-        )
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return None
+        yield channel
     finally:
         if not channel.is_closed:
             await channel.close()
+
+
+async def queue_stats(connection: AbstractConnection, spec: RunSpec) -> QueueStats | None:
+    """Ready messages and consumers of the batch's queue (None if it does not exist)."""
+    name = batch_queue_name(spec.namespace, spec.name)
+    async with own_channel(connection) as channel:
+        try:
+            queue = await channel.declare_queue(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return None
+    result = queue.declaration_result
+    return QueueStats(
+        messages=int(result.message_count or 0), consumers=int(result.consumer_count or 0)
+    )
 
 
 def queues_of(spec: RunSpec) -> list[str]:
@@ -54,16 +60,11 @@ def queues_of(spec: RunSpec) -> list[str]:
 
 
 async def delete_queues(connection: AbstractConnection, spec: RunSpec) -> None:
-    """Delete the batch's queues (missing ones are fine), each on a channel of its own."""
+    """Delete the batch's queues (missing ones are fine)."""
 
     async def delete(name: str) -> None:
-        channel = await connection.channel()
-        try:
-            await channel.queue_delete(name)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            pass
-        finally:
-            if not channel.is_closed:
-                await channel.close()
+        async with own_channel(connection) as channel:
+            with contextlib.suppress(aiormq.exceptions.ChannelNotFoundEntity):
+                await channel.queue_delete(name)
 
     await asyncio.gather(*(delete(name) for name in queues_of(spec)))
