@@ -33,7 +33,7 @@ from imagebatch.core.db import migrate
 from imagebatch.devservers.kube import KubeControlPlane
 from imagebatch.devservers.operator_process import OperatorProcess
 from imagebatch.devservers.postgres import PostgresServer
-from imagebatch.devservers.process import free_port, spawn, stop_group, wait_until
+from imagebatch.devservers.process import free_port, http_ok, spawn, stop_group, wait_until
 from imagebatch.devservers.rabbitmq import RabbitMQServer
 from imagebatch.devservers.samples import DEFAULT_PORT, make_server
 from imagebatch.devservers.supervisor import WorkerSupervisor
@@ -211,7 +211,7 @@ async def run(args: argparse.Namespace) -> int:
             )
             await asyncio.to_thread(
                 wait_until,
-                lambda: _answers(f"http://127.0.0.1:{api_port}/healthz"),
+                lambda: http_ok(f"http://127.0.0.1:{api_port}/healthz"),
                 timeout=60,
                 what="the api",
                 process=api,
@@ -240,13 +240,6 @@ async def run(args: argparse.Namespace) -> int:
         say(f"the batch ended {phase or 'unfinished'}; logs are in {workdir / 'logs'}")
         return 1
     return 0
-
-
-def _answers(url: str) -> bool:
-    import urllib.request
-
-    with urllib.request.urlopen(url, timeout=1) as response:
-        return bool(response.status == 200)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

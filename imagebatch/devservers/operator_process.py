@@ -10,11 +10,10 @@ import os
 import signal
 import sys
 import time
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from imagebatch.devservers.process import free_port
+from imagebatch.devservers.process import free_port, http_ok
 
 
 class OperatorProcess:
@@ -57,16 +56,9 @@ class OperatorProcess:
         await self.wait_healthy(within)
         return self
 
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.health_url, timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
     async def wait_healthy(self, within: float) -> None:
         deadline = time.monotonic() + within
-        while not await asyncio.to_thread(self._healthy):
+        while not await asyncio.to_thread(http_ok, self.health_url):
             assert self.process is not None
             if self.process.returncode is not None or time.monotonic() > deadline:
                 tail = self.log.read_text(errors="replace")[-4000:]

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
@@ -93,6 +94,15 @@ def stop_group(process: subprocess.Popen[bytes] | None, *, timeout: float = 20.0
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def http_ok(url: str, *, timeout: float = 1.0) -> bool:
+    """Whether `url` answers 200 right now (False when nothing listens yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def tcp_open(host: str, port: int) -> bool:
