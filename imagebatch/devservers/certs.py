@@ -145,3 +145,30 @@ def write_cluster_certs(folder: Path) -> ClusterCerts:
     for path in folder.iterdir():
         path.chmod(0o600)
     return paths
+
+
+def write_serving_certs(folder: Path, common_name: str) -> Path:
+    """`ca.crt`, `tls.crt` and `tls.key` for a server on loopback, in the layout a
+    controller-runtime `--cert-dir` expects (KEDA's metrics gRPC server always serves TLS)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_key = _key()
+    ca_name = _name(f"{common_name}-ca")
+    ca = _issue(ca_name, ca_key, ca_name, ca_key, ca=True)
+    key = _key()
+    sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
+    cert = _issue(
+        _name(common_name),
+        key,
+        ca_name,
+        ca_key,
+        usage=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        sans=sans,
+    )
+    pem = serialization.Encoding.PEM
+    (folder / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (folder / "tls.crt").write_bytes(cert.public_bytes(pem))
+    (folder / "tls.key").write_bytes(_pem_key(key))
+    for path in folder.iterdir():
+        path.chmod(0o600)
+    return folder
