@@ -186,6 +186,8 @@ class BatchRun:
                     spec, self.uid, settings, replicas=None if keda else decision.replicas
                 )
             ]
+            if keda and "Deployment" not in self._applied:
+                await self.ctx.kube.create_deployment(children.created_at_zero(wanted[0]))
             if keda:
                 wanted += [
                     children.trigger_authentication(spec, self.uid, settings),

@@ -154,6 +154,12 @@ def deployment(
     }
 
 
+def created_at_zero(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The KEDA-scaled Deployment as first created: at 0 replicas, so that KEDA, not the API's
+    default of 1, starts its first worker (a suspended or empty batch never starts one)."""
+    return {**deployment, "spec": {"replicas": 0, **deployment["spec"]}}
+
+
 def scaled_object(
     spec: RunSpec, uid: str, settings: OperatorSettings, *, paused: bool
 ) -> dict[str, Any]:

@@ -18,6 +18,9 @@ from kubernetes.client.exceptions import ApiException
 from imagebatch.core.imagebatch import GROUP, PLURAL, VERSION
 
 FIELD_MANAGER = "imagebatch-operator"
+CREATE_MANAGER = "imagebatch-operator-create"
+"""Owns what only the first creation of a child sets: a KEDA-scaled Deployment's `replicas: 0`.
+It never writes again, so that field stays as created until KEDA scales the Deployment."""
 APPLY = "application/apply-patch+yaml"
 TIMEOUT_SECONDS = 15
 T = TypeVar("T")
@@ -79,6 +82,24 @@ class Kube:
                 group, version, namespace, plural, name, obj, **options
             )
         )
+
+    async def create_deployment(self, obj: dict[str, Any]) -> bool:
+        """Create the Deployment unless it exists; True when this call created it."""
+        meta = obj["metadata"]
+        try:
+            await self._run(
+                lambda: self._apps.create_namespaced_deployment(
+                    meta["namespace"],
+                    obj,  # type: ignore[arg-type]  # the client sends a dict body as it is
+                    field_manager=CREATE_MANAGER,
+                    _request_timeout=TIMEOUT_SECONDS,
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
 
     async def secret_exists(self, namespace: str, name: str) -> bool:
         try:

@@ -11,6 +11,7 @@ import pytest
 from imagebatch.core.imagebatch import RunSpec, run_spec
 from imagebatch.operator.children import (
     PAUSED_REPLICAS,
+    created_at_zero,
     deployment,
     scaled_object,
     trigger_authentication,
@@ -211,6 +212,15 @@ def test_replicas_are_named_only_when_the_operator_scales_without_keda(
     assert ("replicas" in obj["spec"]) is present
     if replicas is not None:
         assert obj["spec"]["replicas"] == replicas
+
+
+def test_a_keda_scaled_deployment_is_first_created_at_0_replicas_and_otherwise_unchanged() -> None:
+    applied = worker_deployment(replicas=None)
+    created = created_at_zero(applied)
+    assert created["spec"]["replicas"] == 0
+    assert {k: v for k, v in created["spec"].items() if k != "replicas"} == applied["spec"]
+    assert created["metadata"] == applied["metadata"]
+    assert "replicas" not in applied["spec"], "the applied object still leaves them to KEDA"
 
 
 def test_the_scaled_object_scales_the_worker_deployment_on_the_batchs_queue_length() -> None:
