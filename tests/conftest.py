@@ -17,6 +17,15 @@ from imagebatch.core.db import apply_migrations
 from imagebatch.core.settings import CommonSettings
 from tests.support import servers
 from tests.support.k8s import kube_cluster, namespace  # noqa: F401  (fixture re-exports)
+from tests.support.keda import (  # noqa: F401  (fixture re-exports)
+    keda,
+    keda_batches,
+    keda_cluster,
+    keda_namespace,
+    keda_objects,
+    keda_supervisor,
+    start_keda_operator,
+)
 from tests.support.operator import (  # noqa: F401  (fixture re-exports)
     batches,
     connections_secret,

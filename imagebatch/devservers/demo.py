@@ -5,9 +5,12 @@ sample photos on 127.0.0.1:8765, seeds `images`, creates the connections Secret,
 operator, a supervisor that keeps as many local `imagebatch-worker` processes running as each
 batch's Deployment asks for (pods never start without nodes), and the api; applies
 `examples/imagebatch.yaml`, shows its progress until it is done, prints where the thumbnails are
-and stops everything. With `KEEP=1` it keeps running until Ctrl-C.
+and stops everything. With `KEEP=1` it keeps running until Ctrl-C. With `KEDA=1` KEDA's CRDs
+are installed and the real KEDA operator (`make keda`) runs beside it: the batch gets a
+ScaledObject and KEDA, not the operator, scales its workers from 0 to 1 and back (1 → N needs
+KEDA's metrics adapter behind the API server, which a local control plane cannot route to).
 
-    python -m imagebatch.devservers.demo [--keep] [--example PATH] [--timeout SECONDS]
+    python -m imagebatch.devservers.demo [--keep] [--keda] [--example PATH] [--timeout SECONDS]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import asyncpg
 
 from imagebatch.core.db import migrate
+from imagebatch.devservers.keda import KedaOperator, keda_crds
 from imagebatch.devservers.kube import KubeControlPlane
 from imagebatch.devservers.operator_process import OperatorProcess
 from imagebatch.devservers.postgres import PostgresServer
@@ -110,11 +114,24 @@ def progress_line(status: dict[str, Any], began: float) -> str:
     )
 
 
-async def follow(plane: KubeControlPlane, name: str, within: float) -> dict[str, Any]:
-    """Show the batch's progress until it is finished; returns its last status."""
+def worker_replicas(plane: KubeControlPlane, name: str) -> int | None:
+    """The batch's worker Deployment's `spec.replicas` (None before it exists)."""
+    try:
+        raw = kubectl(plane, "get", "deployment", f"{name}-worker", "-n", NAMESPACE, "-o", "json")
+    except RuntimeError:
+        return None
+    return int(json.loads(raw)["spec"].get("replicas") or 0)
+
+
+async def follow(
+    plane: KubeControlPlane, name: str, within: float, *, scaler: str
+) -> dict[str, Any]:
+    """Show the batch's progress, and each change of its workers' replica count made by
+    `scaler`, until it is finished; returns its last status."""
     began, last_line, deadline = time.monotonic(), "", time.monotonic() + within
     settle_until = deadline
     status: dict[str, Any] = {}
+    replicas: int | None = None
     while time.monotonic() < deadline:
         raw = await asyncio.to_thread(
             kubectl, plane, "get", "ib", name, "-n", NAMESPACE, "-o", "json"
@@ -124,6 +141,13 @@ async def follow(plane: KubeControlPlane, name: str, within: float) -> dict[str,
         if line != last_line:
             say(line)
             last_line = line
+        now = await asyncio.to_thread(worker_replicas, plane, name)
+        if now is not None and now != replicas:
+            if replicas is None:
+                say(f"deployment {name}-worker: created at {now} replicas")
+            else:
+                say(f"deployment {name}-worker: replicas {replicas} → {now} ({scaler})")
+            replicas = now
         finished = status.get("phase") in ("Succeeded", "Failed")
         if finished and (not status.get("workers") or time.monotonic() > settle_until):
             break  # done, and its workers gone (they are scaled to 0 at once)
@@ -164,7 +188,11 @@ async def run(args: argparse.Namespace) -> int:
         rabbit = servers.enter_context(RabbitMQServer())
         plane = KubeControlPlane()
         servers.callback(plane.close)
-        plane.start(REPO / "crds")  # the CRDs before the controller-manager (garbage collector)
+        # The CRDs before the controller-manager, so its garbage collector knows them at once.
+        plane.start(REPO / "crds", *(keda_crds() if args.keda else []))
+        if args.keda:
+            keda = servers.enter_context(KedaOperator(plane.kubeconfig))
+            say(f"KEDA {keda.assets.name} running (its log: {keda.log})")
         port = servers.enter_context(sample_server())
         say(f"sample photos on http://127.0.0.1:{port}/samples/<name>.jpg")
         database_url = postgres.url
@@ -195,7 +223,12 @@ async def run(args: argparse.Namespace) -> int:
         servers.callback(stop_group, api)
         async with contextlib.AsyncExitStack() as services:
             operator = OperatorProcess(
-                {**env, "KUBECONFIG": str(plane.kubeconfig), "WATCH_NAMESPACE": NAMESPACE},
+                {
+                    **env,
+                    "KUBECONFIG": str(plane.kubeconfig),
+                    "WATCH_NAMESPACE": NAMESPACE,
+                    "KEDA_POLLING_INTERVAL_SECONDS": "2",
+                },
                 workdir / "logs" / "operator.log",
             )
             services.push_async_callback(operator.stop)
@@ -221,7 +254,8 @@ async def run(args: argparse.Namespace) -> int:
             say(f"operator, worker supervisor and api running; the page: {page}")
             say(f"kubectl apply -f {args.example.relative_to(REPO)}")
             kubectl(plane, "apply", "-n", NAMESPACE, "-f", str(args.example))
-            status = await follow(plane, name, args.timeout)
+            scaler = "by KEDA" if args.keda else "by the operator"
+            status = await follow(plane, name, args.timeout, scaler=scaler)
             files = sorted(p for p in data.rglob("*") if p.is_file())
             say(f"{len(files)} thumbnails in {data}:")
             for path in files[:20]:
@@ -245,6 +279,7 @@ async def run(args: argparse.Namespace) -> int:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m imagebatch.devservers.demo")
     parser.add_argument("--keep", action="store_true", default=os.environ.get("KEEP") == "1")
+    parser.add_argument("--keda", action="store_true", default=os.environ.get("KEDA") == "1")
     parser.add_argument("--example", type=Path, default=REPO / "examples" / "imagebatch.yaml")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for it")
     args = parser.parse_args(argv)

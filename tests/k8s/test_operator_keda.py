@@ -1,134 +1,246 @@
-"""Where KEDA's CRDs are installed (KEDA v2.21.0's own, tests/fixtures/keda/), a batch gets a
-ScaledObject and a TriggerAuthentication instead of the operator's own scaling, and a suspended
-or finished batch pauses them at 0 replicas. KEDA itself does not run here (see issue "Real
-KEDA in the test ground"); these tests check what the operator asks of it."""
+"""With KEDA installed, a batch is scaled by KEDA itself: the real KEDA operator (the pinned
+release, built by `make keda`) accepts the ScaledObject and TriggerAuthentication the operator
+makes, reads the batch's queue through them, honours the pause of a suspended batch, and lets a
+deleted batch go. No worker runs in these tests: what is asserted is what KEDA does with the
+Deployment's replica count (the end-to-end run with workers is tests/e2e/test_operator_keda.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+import time
 from typing import Any
 
+import aio_pika
 import pytest
-from kubernetes import client
 
 from imagebatch.core.settings import CommonSettings
 from imagebatch.core.topology import batch_queue_name
-from imagebatch.devservers.kube import KubeControlPlane
-from imagebatch.devservers.operator_process import OperatorProcess
-from tests.support.k8s import CRDS, KubeCluster, api_client
-from tests.support.operator import SECRET, Batches, eventually, operator_env
+from imagebatch.devservers.keda import KedaOperator
+from imagebatch.devservers.process import http_ok
+from tests.support.keda import COOLDOWN_SECONDS, PAUSED, POLLING_SECONDS, KedaObjects, condition
+from tests.support.operator import SECRET, Batches, OperatorFactory, eventually
 
-KEDA_CRDS = Path(__file__).resolve().parents[1] / "fixtures" / "keda"
-PAUSED = "autoscaling.keda.sh/paused-replicas"
-
-
-@pytest.fixture(scope="module")
-def keda_cluster() -> Iterator[KubeCluster]:
-    """A control plane of its own: KEDA's CRDs would change how every other test's batches
-    are scaled."""
-    plane = KubeControlPlane(controller_manager=False)
-    try:
-        plane.start(CRDS, *sorted(KEDA_CRDS.glob("*.yaml")))
-        yield KubeCluster(plane.kubeconfig, plane.kubectl(), started_here=True)
-    finally:
-        plane.close()
+UNREACHABLE = [f"http://127.0.0.1:9/{n}.jpg" for n in range(10)]
+"""No worker runs here, so the items are never fetched: they only have to be published."""
 
 
-@pytest.fixture(params=["amqp", "http"])
-async def keda_operator(
-    request: pytest.FixtureRequest,
-    keda_cluster: KubeCluster,
-    messaging: CommonSettings,
-    tmp_path: Path,
-) -> AsyncIterator[tuple[str, str]]:
-    namespace = f"keda-{request.param}-{uuid.uuid4().hex[:6]}"
-    keda_cluster.kubectl("create", "namespace", namespace)
-    keda_cluster.kubectl(
-        "-n", namespace, "create", "secret", "generic", SECRET,
-        f"--from-literal=RABBIT_URL={messaging.rabbit_url}",
-        "--from-literal=RABBIT_MANAGEMENT_URL=http://guest:guest@127.0.0.1:15672/%2F",
-    )  # fmt: skip
-    extra = {"RABBIT_MANAGEMENT_URL": "http://127.0.0.1:15672"} if request.param == "http" else {}
-    env = operator_env(keda_cluster, messaging, namespace, **extra)
-    process = await OperatorProcess(env, tmp_path / "operator.log").start()
-    try:
-        yield namespace, request.param
-    finally:
-        await process.stop()
-        keda_cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+def ready(obj: dict[str, Any]) -> bool:
+    return condition(obj, "Ready") == "True"
 
 
-def keda_object(cluster: KubeCluster, namespace: str, plural: str, name: str) -> Any:
-    with api_client(cluster) as api:
-        try:
-            return client.CustomObjectsApi(api).get_namespaced_custom_object(
-                "keda.sh", "v1alpha1", namespace, plural, name
-            )
-        except client.exceptions.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-
-async def test_a_batch_gets_a_scaled_object_and_trigger_authentication_paused_while_suspended(
-    keda_cluster: KubeCluster, keda_operator: tuple[str, str]
+@pytest.mark.parametrize("protocol", ["amqp", "http"])
+async def test_keda_accepts_a_batchs_scaled_object_and_trigger_authentication(
+    protocol: str,
+    keda: KedaOperator,
+    start_keda_operator: OperatorFactory,
+    keda_batches: Batches,
+    keda_objects: KedaObjects,
+    keda_namespace: str,
 ) -> None:
-    namespace, protocol = keda_operator
-    batches = Batches(keda_cluster, namespace)
-    try:
-        created = await batches.create(
-            "scaled",
-            {
-                "source": {"urls": [f"http://127.0.0.1:9/{n}.jpg" for n in range(10)]},
-                "workers": {"minReplicas": 1, "maxReplicas": 4, "messagesPerReplica": 25},
-                "suspend": True,
-            },
-        )
+    await start_keda_operator(http=protocol == "http")
+    created = await keda_batches.create(
+        "scaled",
+        {
+            "source": {"urls": UNREACHABLE},
+            "workers": {"minReplicas": 0, "maxReplicas": 4, "messagesPerReplica": 25},
+        },
+    )
 
-        async def scaled_object() -> Any:
-            return await asyncio.to_thread(
-                keda_object, keda_cluster, namespace, "scaledobjects", "scaled-worker"
-            )
+    scaled = await keda_objects.wait_scaled_object("scaled", ready, what="the ScaledObject Ready")
 
-        paused = await eventually(scaled_object, lambda o: o is not None, what="a ScaledObject")
-        assert paused["metadata"]["annotations"][PAUSED] == "0", "suspended: held at 0"
-        owner = paused["metadata"]["ownerReferences"][0]
-        assert (owner["kind"], owner["uid"]) == ("ImageBatch", created["metadata"]["uid"])
-        spec = paused["spec"]
-        assert spec["scaleTargetRef"]["name"] == "scaled-worker"
-        assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 4)
-        trigger = spec["triggers"][0]
-        assert trigger["type"] == "rabbitmq"
-        assert trigger["metadata"] == {
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == "scaled-worker"
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 4)
+    trigger = spec["triggers"][0]
+    assert (trigger["type"], trigger["metadata"]) == (
+        "rabbitmq",
+        {
             "protocol": protocol,
-            "queueName": batch_queue_name(namespace, "scaled"),
+            "queueName": batch_queue_name(keda_namespace, "scaled"),
             "mode": "QueueLength",
             "value": "25",
-        }
-        auth_name = trigger["authenticationRef"]["name"]
-        auth = await asyncio.to_thread(
-            keda_object, keda_cluster, namespace, "triggerauthentications", auth_name
-        )
-        key = "RABBIT_MANAGEMENT_URL" if protocol == "http" else "RABBIT_URL"
-        assert auth["spec"]["secretTargetRef"] == [
-            {"parameter": "host", "name": SECRET, "key": key}
-        ]
-        assert auth["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+        },
+    )
+    assert scaled["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    auth = await keda_objects.trigger_authentication("scaled")
+    assert auth is not None
+    key = "RABBIT_MANAGEMENT_URL" if protocol == "http" else "RABBIT_URL"
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "host", "name": SECRET, "key": key}]
+    assert scaled["status"]["externalMetricNames"], "KEDA made a metric of the queue"
+    assert scaled["status"]["hpaName"] == "keda-hpa-scaled-worker"
+    # KEDA reached the queue through the TriggerAuthentication: 10 messages make it active.
+    active = await keda_objects.wait_scaled_object(
+        "scaled", lambda o: condition(o, "Active") == "True", what="the ScaledObject Active"
+    )
+    assert condition(active, "Ready") == "True"
+    deployment = await keda_batches.wait_replicas("scaled", 1)
+    managers = {f.manager for f in deployment.metadata.managed_fields if "f:replicas" in str(f)}
+    assert "imagebatch-operator" not in managers, "the replica count is KEDA's"
+    assert await keda_objects.warnings() == [], "KEDA reported no problem with either object"
 
-        deployment = await batches.deployment("scaled")
-        assert deployment is not None
-        managed = {f.manager: f.fields_v1 for f in deployment.metadata.managed_fields}
-        assert "f:replicas" not in str(managed["imagebatch-operator"]), "replicas are KEDA's"
 
-        await batches.patch_spec("scaled", {"suspend": False})
-        resumed = await eventually(
-            scaled_object,
-            lambda o: PAUSED not in (o["metadata"].get("annotations") or {}),
-            what="the pause lifted",
-        )
-        assert resumed["spec"]["maxReplicaCount"] == 4
-    finally:
-        batches.close()
+async def test_a_keda_scaled_deployment_is_created_at_zero_replicas_so_only_keda_starts_workers(
+    keda: KedaOperator,
+    start_keda_operator: OperatorFactory,
+    keda_batches: Batches,
+    keda_objects: KedaObjects,
+) -> None:
+    keda.stop()
+    await start_keda_operator()
+    await keda_batches.create("cold", {"source": {"urls": UNREACHABLE}})
+    await keda_batches.wait_status("cold", lambda s: s.get("published") == 10, what="published")
+
+    deployment = await keda_batches.deployment("cold")
+    assert deployment is not None
+    assert deployment.spec.replicas == 0, "not the API's default of 1: KEDA has not scaled it"
+    assert await keda_objects.scaled_object("cold") is not None
+
+    keda.start()
+    await keda_batches.wait_replicas("cold", 1)
+
+
+async def test_a_suspended_batch_is_paused_by_keda_and_resuming_restarts_its_scaling(
+    keda: KedaOperator,
+    start_keda_operator: OperatorFactory,
+    keda_batches: Batches,
+    keda_objects: KedaObjects,
+) -> None:
+    await start_keda_operator()
+    await keda_batches.create("held", {"source": {"urls": UNREACHABLE}, "suspend": True})
+
+    paused = await keda_objects.wait_scaled_object(
+        "held", lambda o: condition(o, "Paused") == "True", what="KEDA's Paused condition"
+    )
+    assert paused["metadata"]["annotations"][PAUSED] == "0"
+    await keda_batches.wait_replicas("held", 0)
+
+    await keda_batches.patch_spec("held", {"suspend": False})
+
+    resumed = await keda_objects.wait_scaled_object(
+        "held",
+        lambda o: condition(o, "Paused") != "True" and condition(o, "Active") == "True",
+        what="the pause lifted and the queue seen",
+    )
+    assert PAUSED not in (resumed["metadata"].get("annotations") or {})
+    await keda_batches.wait_replicas("held", 1)
+    assert await keda_objects.warnings() == []
+
+
+async def test_with_the_management_api_unacked_messages_keep_a_replica(
+    keda: KedaOperator,
+    start_keda_operator: OperatorFactory,
+    keda_batches: Batches,
+    keda_objects: KedaObjects,
+    keda_namespace: str,
+    messaging: CommonSettings,
+) -> None:
+    """A worker busy with its prefetched messages holds them unacked; the amqp protocol counts
+    only ready ones, so only the management API (`protocol: http`) keeps that worker's replica
+    while the queue shows none ready."""
+    await start_keda_operator(http=True)
+    await keda_batches.create("busy", {"source": {"urls": UNREACHABLE}})
+    await keda_batches.wait_status("busy", lambda s: s.get("published") == 10, what="10 published")
+    await keda_batches.wait_replicas("busy", 1)
+
+    connection = await aio_pika.connect(messaging.rabbit_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=100)
+        queue = await channel.get_queue(batch_queue_name(keda_namespace, "busy"))
+        held: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+        async def hold(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            held.append(message)
+
+        await queue.consume(hold)
+        await eventually(lambda: _count(held), lambda n: n == 10, what="10 messages held")
+
+        # Well past KEDA's cooldown, the held messages keep the replica.
+        watch_until = time.monotonic() + COOLDOWN_SECONDS + 6 * POLLING_SECONDS
+        while time.monotonic() < watch_until:
+            deployment = await keda_batches.deployment("busy")
+            assert deployment is not None
+            assert deployment.spec.replicas == 1, "unacked messages count as work"
+            await asyncio.sleep(0.5)
+        assert condition(await keda_objects.scaled_object("busy"), "Active") == "True"
+
+        for message in held:
+            await message.ack()
+        # Nothing ready, nothing unacked: KEDA scales the idle batch to 0 after its cooldown.
+        await keda_batches.wait_replicas("busy", 0, within=30)
+
+
+async def _count(held: list[Any]) -> int:
+    return len(held)
+
+
+async def test_deleting_a_batch_with_keda_running_removes_its_keda_objects(
+    keda: KedaOperator,
+    start_keda_operator: OperatorFactory,
+    keda_batches: Batches,
+    keda_objects: KedaObjects,
+) -> None:
+    await start_keda_operator()
+    await keda_batches.create("short", {"source": {"urls": UNREACHABLE}})
+    await keda_objects.wait_scaled_object("short", ready, what="Ready")
+
+    await keda_batches.delete("short")
+
+    await eventually(lambda: keda_batches.get("short"), lambda b: b is None, within=60, what="gone")
+    await eventually(
+        lambda: keda_objects.scaled_object("short"),
+        lambda o: o is None,
+        within=60,
+        what="the ScaledObject gone (KEDA's finalizer cleared)",
+    )
+    await eventually(
+        lambda: keda_objects.trigger_authentication("short"),
+        lambda o: o is None,
+        within=60,
+        what="the TriggerAuthentication gone",
+    )
+
+
+async def test_with_keda_stopped_a_deleted_batch_still_goes_and_its_keda_objects_wait_for_keda(
+    keda: KedaOperator,
+    start_keda_operator: OperatorFactory,
+    keda_batches: Batches,
+    keda_objects: KedaObjects,
+) -> None:
+    """The operator's finalizer does not wait on the children: the garbage collector deletes
+    them after the batch is gone, and KEDA's own finalizers hold its two objects (Terminating)
+    until a KEDA runs again."""
+    operator = await start_keda_operator()
+    await keda_batches.create("orphaned", {"source": {"urls": UNREACHABLE}})
+    await keda_objects.wait_scaled_object("orphaned", ready, what="Ready")
+    keda.stop()
+
+    await keda_batches.delete("orphaned")
+
+    await eventually(
+        lambda: keda_batches.get("orphaned"), lambda b: b is None, within=60, what="the batch gone"
+    )
+    waiting = await keda_objects.wait_scaled_object(
+        "orphaned",
+        lambda o: bool(o["metadata"].get("deletionTimestamp")),
+        what="the ScaledObject Terminating",
+    )
+    assert waiting["metadata"]["finalizers"], "KEDA's finalizer holds it"
+    assert await asyncio.to_thread(http_ok, operator.health_url), "the operator is not stuck"
+    await keda_batches.create("next", {"source": {"urls": UNREACHABLE[:3]}})
+    await keda_batches.wait_status("next", lambda s: s.get("published") == 3, what="3 published")
+
+    keda.start()
+    await eventually(
+        lambda: keda_objects.scaled_object("orphaned"),
+        lambda o: o is None,
+        within=60,
+        what="the ScaledObject gone once KEDA is back",
+    )
+    await eventually(
+        lambda: keda_objects.trigger_authentication("orphaned"),
+        lambda o: o is None,
+        within=60,
+        what="the TriggerAuthentication gone once KEDA is back",
+    )
