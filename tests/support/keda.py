@@ -25,6 +25,7 @@ from imagebatch.core.settings import CommonSettings
 from imagebatch.devservers.keda import KedaOperator, keda_crds
 from imagebatch.devservers.kube import KubeControlPlane
 from imagebatch.devservers.operator_process import OperatorProcess
+from imagebatch.devservers.process import log_tail
 from tests.support.k8s import CRDS, KubeCluster, api_client
 from tests.support.operator import (
     SECRET,
@@ -62,6 +63,8 @@ def keda(keda_cluster: KubeCluster) -> Iterator[KedaOperator]:
     """The KEDA operator, watching every namespace; a test may stop it (`keda.stop()`)."""
     with KedaOperator(keda_cluster.kubeconfig) as running:
         yield running
+        # Captured, so shown only when the test failed: what KEDA made of the test's objects.
+        print(f"--- the KEDA operator's log ({running.log}) ---\n{log_tail(running.log, 80)}")
 
 
 def with_credentials(url: str) -> str:
@@ -129,6 +132,7 @@ async def start_keda_operator(
     yield start
     for process in started:
         await process.stop()
+        print(f"--- {process.log.name} ---\n{log_tail(process.log, 60)}")
 
 
 @pytest.fixture
