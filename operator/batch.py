@@ -36,7 +36,7 @@ from imagebatch.operator.progress import (
     timestamp,
 )
 from imagebatch.operator.pump import Pump
-from imagebatch.operator.queues import queue_stats
+from imagebatch.operator.queues import ensure_queue, own_channel, queue_stats
 from imagebatch.operator.source import check_source
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ class BatchRun:
         self._pumping: asyncio.Task[None] | None = None
         self._source_checked: tuple[int, Problem | None] | None = None
         self._applied: dict[str, dict[str, Any]] = {}
+        self._queue_declared = False
         self._status: dict[str, Any] = dict(body.get("status") or {})
 
     @property
@@ -186,6 +187,13 @@ class BatchRun:
                     spec, self.uid, settings, replicas=None if keda else decision.replicas
                 )
             ]
+            if keda and not self._queue_declared:
+                # KEDA reads the queue from the moment its ScaledObject exists, and a queue not
+                # there yet is a KEDAScalerFailed Warning: a suspended batch publishes nothing,
+                # and a resumed one's pump declares it only after this tick's apply.
+                async with own_channel(self.ctx.broker) as channel:
+                    await ensure_queue(channel, settings, spec)
+                self._queue_declared = True
             if keda and "Deployment" not in self._applied:
                 await self.ctx.kube.create_deployment(children.created_at_zero(wanted[0]))
             if keda:
