@@ -1,6 +1,6 @@
 """Worker benchmark: the thumbnail stage alone, the download stage alone, and end to end.
 
-    .venv/bin/python bench/worker.py [--images 2000] [--runs 1] [--output PATH]
+    .venv/bin/python bench/worker.py [--images 2000] [--runs 1] [--setting 8/16 ...] [--output PATH]
 
 (a) thumbnail stage: 1024x768 JPEG photos → 256 px JPEG, images/s on one thread and on two,
     for the worker's `render` (DCT-scaled decode, one resize) next to a naive Pillow baseline
@@ -12,10 +12,15 @@
     of the two cores as it can: in production the origin is another machine;
 (b) end to end: N images served on loopback through one worker process — publish → download →
     thumbnail → atomic write (fsync) → PostgreSQL → ack — with RabbitMQ and PostgreSQL started
-    from imagebatch.devservers; images/s from the first job started to the last completed, and
-    that figure divided by the two-thread figure of (a). With --runs N, the median of N runs
-    (every run's figure is listed too: on a shared 2-core VM the same code gave 280-400/s
-    within one hour).
+    from imagebatch.devservers; images/s from the first job started to the last completed, for
+    the contract's defaults (CONCURRENCY=8, PREFETCH=16) next to other settings (--setting),
+    which take turns run by run so that all see the same machine. Each run also reports the
+    message timeline from the worker's /metrics: median and 90th percentile of every phase
+    (claim, slot, download, transform, write, record, ack, waits included), the time from
+    delivery to ack and the time a job held a CONCURRENCY slot. With --runs N, the median of N
+    runs per setting (every run's figure is listed too: a shared 2-core VM is noisy).
+`comparison` gives the defaults divided by the fastest setting, every setting divided by the
+two-thread figure of (a), and whether the issue's targets were met.
 
 Prints the JSON and writes it to --output. Not a test: numbers depend on the machine.
 """
@@ -28,6 +33,7 @@ import io
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -57,16 +63,16 @@ from imagebatch.devservers.postgres import PostgresServer  # noqa: E402
 from imagebatch.devservers.rabbitmq import RabbitMQServer  # noqa: E402
 from imagebatch.worker.address_guard import AddressGuard, GuardedResolver  # noqa: E402
 from imagebatch.worker.settings import WorkerSettings  # noqa: E402
+from imagebatch.worker.timeline import PHASES  # noqa: E402
 from imagebatch.worker.transform import render  # noqa: E402
 from tests.support.photos import photos  # noqa: E402
 from tests.support.worker_process import WorkerProcess  # noqa: E402
 
 SIZE = (1024, 768)
-END_TO_END_WORKER = {"concurrency": 48, "prefetch": 96}
-"""(b)'s worker settings unless --worker says otherwise. The defaults (8 in flight) leave the
-cores idle: a job spends most of its time waiting, for its write group above all (every file of
-a group waits for the group's fsyncs, and the one flusher for the GIL). Measured in alternating
-runs: 255-271/s at 8 against 292-327/s at 24, then 363-376/s at 24 against 383-399/s at 48."""
+CONTRACT_DEFAULTS = {"concurrency": 8, "prefetch": 16}
+BEST_KNOWN = {"concurrency": 16, "prefetch": 32}
+"""What (b) runs next to the contract's defaults unless --setting says otherwise: the fastest
+setting found by running several side by side (the figures are in the README, not here)."""
 SPEC = Thumbnail(width=256, height=256, format="jpeg", quality=85)
 
 
@@ -202,31 +208,81 @@ def process_cpu_seconds(worker: WorkerProcess) -> tuple[float, float]:
     return _cpu(Path(f"/proc/{pid}/stat")), _cpu(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
-async def worker_figures(metrics_port: int) -> dict[str, Any]:
-    """From the worker's /metrics: mean seconds per stage and thumbnails per fsync group."""
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+def parse_metrics(text: str) -> dict[str, float]:
+    """Sample name with labels → value, from Prometheus' text format."""
     values: dict[str, float] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
+    return values
+
+
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def quantile(values: dict[str, float], histogram: str, labels: str, q: float) -> float:
+    """The q-quantile of a histogram, interpolated within its bucket as Prometheus'
+    `histogram_quantile` does (0 when it has no observations)."""
+    wanted = dict(LABEL.findall(labels))
+    buckets: list[tuple[float, float]] = []
+    for name, count in values.items():
+        metric, _, label_text = name.partition("{")
+        if metric != f"{histogram}_bucket":
+            continue
+        found = dict(LABEL.findall(label_text))
+        bound = found.pop("le")
+        if found == wanted:
+            buckets.append((float(bound), count))  # float("+Inf") is infinity
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return 0.0
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-9)
+        lower, below = bound, count
+    return lower
+
+
+async def worker_figures(metrics_port: int) -> dict[str, Any]:
+    """From the worker's /metrics: the message timeline's phases (median and 90th percentile,
+    waits included), the stages' own mean times and thumbnails per shared folder fsync."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+    values = parse_metrics(text)
 
     def mean(histogram: str, labels: str) -> float:
         count = values.get(f"{histogram}_count{{{labels}}}")
         total = values.get(f"{histogram}_sum{{{labels}}}")
         return round(total / count, 4) if count and total is not None else 0.0
 
+    def ms(histogram: str, labels: str, q: float) -> float:
+        return round(quantile(values, histogram, labels, q) * 1000, 2)
+
     stages = {
         stage: mean("worker_stage_duration_seconds", f'stage="{stage}"')
         for stage in ("download", "transform", "write", "record")
     }
-    stages["delivery_to_ack"] = mean("worker_task_duration_seconds", 'outcome="completed"')
+    phases = {
+        phase: {
+            "median_ms": ms("worker_message_phase_seconds", f'phase="{phase}"', 0.5),
+            "p90_ms": ms("worker_message_phase_seconds", f'phase="{phase}"', 0.9),
+        }
+        for phase in PHASES
+    }
     groups = values.get("worker_write_group_files_count", 0.0)
     files = values.get("worker_write_group_files_sum", 0.0)
     return {
-        "mean_stage_seconds": stages,
-        "files_per_write_group": round(files / groups, 2) if groups else 0.0,
+        "median_ms_held_delivery_to_ack": ms("worker_message_held_seconds", "", 0.5),
+        "p90_ms_held_delivery_to_ack": ms("worker_message_held_seconds", "", 0.9),
+        "median_ms_slot_held": ms("worker_slot_held_seconds", "", 0.5),
+        "timeline_phases": phases,
+        "mean_stage_seconds_own_time": stages,
+        "files_per_folder_fsync": round(files / groups, 2) if groups else 0.0,
     }
 
 
@@ -302,6 +358,42 @@ async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> di
     }
 
 
+def setting_name(setting: dict[str, Any]) -> str:
+    return f"{setting['concurrency']}/{setting['prefetch']}"
+
+
+def parse_setting(text: str) -> dict[str, Any]:
+    concurrency, prefetch = text.split("/")
+    return {"concurrency": int(concurrency), "prefetch": int(prefetch)}
+
+
+def compare(report: dict[str, Any], settings: list[dict[str, Any]]) -> dict[str, Any]:
+    """The contract's defaults against the fastest setting of this run, and the targets."""
+    by_name = {name: run["images_per_second"] for name, run in report["b_end_to_end"].items()}
+    best = max(by_name, key=lambda name: float(by_name[name]))
+    default = setting_name(CONTRACT_DEFAULTS)
+    result: dict[str, Any] = {"best_setting": best}
+    if default in by_name:
+        ratio = round(float(by_name[default]) / float(by_name[best]), 3)
+        run = report["b_end_to_end"][default]
+        result["defaults_divided_by_best"] = ratio
+        result["target_defaults_at_least_0_9_of_best"] = ratio >= 0.9
+        result["defaults_median_ms_slot_held"] = run["median_ms_slot_held"]
+        result["defaults_median_ms_held_delivery_to_ack"] = run["median_ms_held_delivery_to_ack"]
+        result["target_defaults_median_ms_per_job_under_20"] = {
+            "slot_held": run["median_ms_slot_held"] < 20,
+            "delivery_to_ack": run["median_ms_held_delivery_to_ack"] < 20,
+        }
+    if "a_thumbnail_stage" in report:
+        two = report["a_thumbnail_stage"]["worker"]["two_threads"]
+        result["a_two_threads_images_per_second"] = two
+        result["b_divided_by_a_two_threads"] = {
+            name: round(float(rate) / two, 3) for name, rate in by_name.items()
+        }
+        result["target_best_at_least_0_5_of_a"] = float(by_name[best]) / two >= 0.5
+    return result
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
@@ -312,24 +404,27 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "postgres_fsync": "off (imagebatch.devservers default)",
         },
     }
-    overrides: dict[str, Any] = {**END_TO_END_WORKER, **dict(i.split("=", 1) for i in args.worker)}
+    extra: dict[str, Any] = dict(i.split("=", 1) for i in args.worker)
+    settings = [parse_setting(text) for text in args.setting] or [CONTRACT_DEFAULTS, BEST_KNOWN]
     if "a" in args.stages:
         report["a_thumbnail_stage"] = thumbnail_stage(args.seconds)
     if "c" in args.stages:
         report["c_download_stage"] = await download_stage(args.downloads)
     if "b" in args.stages:
-        runs = []
-        for _ in range(args.runs):
-            with tempfile.TemporaryDirectory(prefix="imagebatch-bench-") as tmp:
-                runs.append(await end_to_end(args.images, Path(tmp), overrides))
-        runs.sort(key=lambda run: float(run["images_per_second"]))
-        report["b_end_to_end"] = runs[len(runs) // 2]  # the median run
-        report["b_images_per_second_every_run"] = [run["images_per_second"] for run in runs]
-    if "a" in args.stages and "b" in args.stages:
-        two = report["a_thumbnail_stage"]["worker"]["two_threads"]
-        report["b_divided_by_a_two_threads"] = round(
-            report["b_end_to_end"]["images_per_second"] / two, 3
-        )
+        runs: dict[str, list[dict[str, Any]]] = {setting_name(s): [] for s in settings}
+        for _ in range(args.runs):  # the settings take turns, so they see the same machine
+            for setting in settings:
+                with tempfile.TemporaryDirectory(prefix="imagebatch-bench-") as tmp:
+                    run = await end_to_end(args.images, Path(tmp), {**setting, **extra})
+                runs[setting_name(setting)].append(run)
+        report["b_end_to_end"] = {}
+        report["b_images_per_second_every_run"] = {}
+        for name, each in runs.items():
+            each.sort(key=lambda run: float(run["images_per_second"]))
+            report["b_end_to_end"][name] = each[len(each) // 2]  # the median run
+            report["b_images_per_second_every_run"][name] = [r["images_per_second"] for r in each]
+        report["comparison"] = compare(report, settings)
+    report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report
 
 
@@ -343,12 +438,19 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="per thumbnail measurement")
     parser.add_argument("--stages", default="acb", help="which of a, b, c to run")
     parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="CONCURRENCY/PREFETCH",
+        help="a worker setting (b) runs, e.g. --setting 8/16 (repeatable; default: the "
+        f"contract's {setting_name(CONTRACT_DEFAULTS)} and {setting_name(BEST_KNOWN)})",
+    )
+    parser.add_argument(
         "--worker",
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="worker setting for (b), e.g. --worker concurrency=8 (repeatable; default "
-        "concurrency=48, prefetch=96)",
+        help="another worker setting for every run of (b), e.g. --worker fsync=false",
     )
     parser.add_argument("--output", type=Path, default=REPO / ".cache" / "bench" / "worker.json")
     args = parser.parse_args()

@@ -46,6 +46,7 @@ from imagebatch.worker.pipeline import Pipeline
 from imagebatch.worker.records import JobRecords, RecordError
 from imagebatch.worker.retry import Redelivery
 from imagebatch.worker.settings import WorkerSettings
+from imagebatch.worker.timeline import PHASES, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def job_id_hint(body: bytes) -> str | None:
 
 
 class Consumer:
-    """Consumes one work queue with bounded concurrency and drains it on `stop`."""
+    """Consumes one work queue (at most PREFETCH messages held) and drains it on `stop`."""
 
     def __init__(
         self,
@@ -80,7 +81,6 @@ class Consumer:
         self.pipeline = pipeline
         self.records = records
         self.metrics = metrics
-        self._slots = asyncio.Semaphore(settings.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._connection: AbstractRobustConnection | None = None
         self._queue: AbstractQueue | None = None
@@ -91,6 +91,9 @@ class Consumer:
         # asked for: even `BACKOFF_SECONDS=0` pauses a little rather than spin on redeliveries.
         self.requeue_pause = min(5.0, max(settings.backoff_seconds, MIN_REQUEUE_PAUSE))
         self._rng = random.Random()
+        self._phase_seconds = {
+            phase: metrics.phase_duration.labels(phase=phase) for phase in PHASES
+        }
 
     @property
     def consuming(self) -> bool:
@@ -153,22 +156,29 @@ class Consumer:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        task = asyncio.create_task(self._handle(message))
+        task = asyncio.create_task(self._handle(message, Timeline()))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         await asyncio.shield(task)
 
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
-        began = time.perf_counter()
-        async with self._slots:
-            self.metrics.in_flight.inc()
-            try:
-                outcome = await self._traced(message)
-            finally:
-                self.metrics.in_flight.dec()
-        self.metrics.task_duration.labels(outcome=outcome).observe(time.perf_counter() - began)
+    async def _handle(self, message: AbstractIncomingMessage, timeline: Timeline) -> None:
+        """Every delivery is handled at once (PREFETCH bounds how many): the pipeline's
+        CONCURRENCY slots cover only its download and thumbnail, so a job waiting on
+        PostgreSQL or the disk never keeps another from using the CPU."""
+        self.metrics.in_flight.inc()
+        try:
+            outcome = await self._traced(message, timeline)
+        finally:
+            self.metrics.in_flight.dec()
+        self.metrics.task_duration.labels(outcome=outcome).observe(
+            time.perf_counter() - timeline.delivered
+        )
+        if outcome == "completed":
+            for phase, seconds in timeline.phases().items():
+                self._phase_seconds[phase].observe(seconds)
+            self.metrics.held.observe(timeline.held())
 
-    async def _traced(self, message: AbstractIncomingMessage) -> str:
+    async def _traced(self, message: AbstractIncomingMessage, timeline: Timeline) -> str:
         """A consumer span continuing the producer's trace (or the instrumentation's span)."""
         current = trace.get_current_span().get_span_context()
         parent = None if current.is_valid else extract_context(message.headers)
@@ -180,20 +190,20 @@ class Consumer:
         with self._tracer.start_as_current_span(
             "process_image", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         ) as span:
-            outcome = await self._dispatch(message)
+            outcome = await self._dispatch(message, timeline)
             span.set_attribute("imagebatch.outcome", outcome)
             if outcome in ("dead_lettered", "retried"):
                 span.set_status(Status(StatusCode.ERROR, outcome))
             return outcome
 
-    async def _dispatch(self, message: AbstractIncomingMessage) -> str:
+    async def _dispatch(self, message: AbstractIncomingMessage, timeline: Timeline) -> str:
         attempt = attempt_of(message.headers)
         job_id = job_id_hint(message.body)
         try:
             job = decode_job(message.body)
             job_id = job.id
             trace.get_current_span().set_attribute("imagebatch.job.id", job.id)
-            outcome = await self.pipeline.process(job)
+            outcome = await self.pipeline.process(job, timeline)
         except RecordError as exc:
             return await self._requeue(message, exc)
         except PermanentError as exc:
@@ -211,6 +221,7 @@ class Consumer:
         else:
             self.metrics.processed.inc()
         await self._ack(message)
+        timeline.mark("ack")
         return outcome.status
 
     async def _defer_busy(

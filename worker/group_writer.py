@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 from prometheus_client import Histogram
 
 from imagebatch.core.errors import TransientError
+from imagebatch.worker import batching
 from imagebatch.worker.storage import Storage
 
 File = tuple[PurePosixPath, bytes]
@@ -57,7 +58,8 @@ class GroupWriter:
         that already existed are left alone). Raises TransientError for a file that failed."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((files, future))
-        if self._flusher is None or self._flusher.done():
+        flushing = self._flusher is not None and not self._flusher.done()
+        if batching.take(batching.BatchState(queued=1, flushing=flushing)):
             self._flusher = asyncio.create_task(self._flush(), name="group-writer")
         return await future
 

@@ -2,16 +2,24 @@
 
 Plain async code with no broker in sight: it returns what happened or raises a Transient- or
 PermanentError, and the consumer decides what that means for the message. Each stage is a child
-span of the message's consumer span and has its own duration histogram.
+span of the message's consumer span and has its own duration histogram, and the job's
+`Timeline` gets a mark as each stage ends.
+
+CONCURRENCY is the number of jobs downloading or being thumbnailed at once: a job holds one of
+its slots from the start of its download to the end of its thumbnail, and not while it waits
+on PostgreSQL (claim, record) or on the disk (write). Those waits cost no CPU and are batched
+and bounded elsewhere (PREFETCH bounds the messages held); were they to hold a slot, a few slow
+fsyncs would leave the cores idle with work queued. What the slots do bound is what needs
+bounding: connections to origins and the memory of originals and decoded images.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +32,7 @@ from imagebatch.worker.group_writer import GroupWriter
 from imagebatch.worker.metrics import WorkerMetrics
 from imagebatch.worker.records import Claim, JobRecords, OutputRecord, SourceRecord
 from imagebatch.worker.storage import Planned, Storage, plan_outputs
+from imagebatch.worker.timeline import Timeline
 from imagebatch.worker.transform import Rendered, SourceInfo, render
 
 FORMAT_NAMES = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
@@ -64,9 +73,9 @@ class Pipeline:
     """The stages, wired to the shared client, thread pools, storage and database.
 
     Pillow work runs on `executor` (sized to the cores: it is CPU-bound and releases the GIL);
-    file writes go through `writer`, which groups them on its own I/O thread, because an fsync
-    waits on the disk and would otherwise hold a thumbnail thread idle while other jobs' pixels
-    wait to be decoded. `io_executor` also runs the rare look at outputs an earlier attempt left.
+    file writes go through `writer`, on threads of its own, because an fsync waits on the disk
+    and would otherwise hold a thumbnail thread idle while other jobs' pixels wait to be
+    decoded. `io_executor` runs the rare look at outputs an earlier attempt left.
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class Pipeline:
         io_executor: ThreadPoolExecutor,
         metrics: WorkerMetrics,
         max_pixels: int,
+        concurrency: int,
     ) -> None:
         self.downloader = downloader
         self.storage = storage
@@ -89,11 +99,22 @@ class Pipeline:
         self.io_executor = io_executor
         self.metrics = metrics
         self.max_pixels = max_pixels
+        self.slots = asyncio.Semaphore(concurrency)
         self._tracer = trace.get_tracer("imagebatch.worker")
         self._stage_seconds = {
             stage: metrics.stage_duration.labels(stage=stage)
             for stage in ("download", "transform", "write", "record")
         }
+
+    @asynccontextmanager
+    async def _slot(self, timeline: Timeline) -> AsyncIterator[None]:
+        async with self.slots:
+            timeline.mark("slot")
+            began = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.metrics.slot_held.observe(time.perf_counter() - began)
 
     @contextmanager
     def _stage(self, name: str, job: ImageJob) -> Iterator[trace.Span]:
@@ -130,16 +151,19 @@ class Pipeline:
         span.end(end_time=ended)
         self._stage_seconds["transform"].observe((ended - marks[0]) / 1e9)
 
-    async def process(self, job: ImageJob) -> Outcome:
-        """Process `job` once; raises TransientError/PermanentError (causes chained)."""
+    async def process(self, job: ImageJob, timeline: Timeline | None = None) -> Outcome:
+        """Process `job` once, marking `timeline` as it goes; raises TransientError or
+        PermanentError (causes chained)."""
+        timeline = timeline if timeline is not None else Timeline()
         async with self.records.claim(job) as claim:
+            timeline.mark("claim")
             if claim.state == "busy":
                 return Outcome(status="busy")
             if claim.state == "completed":
                 return Outcome(status="duplicate")
-            return await self._make(job, claim)
+            return await self._make(job, claim, timeline)
 
-    async def _make(self, job: ImageJob, claim: Claim) -> Outcome:
+    async def _make(self, job: ImageJob, claim: Claim, timeline: Timeline) -> Outcome:
         loop = asyncio.get_running_loop()
         planned = plan_outputs(job)
         if claim.attempts > 1:
@@ -150,26 +174,31 @@ class Pipeline:
             )
             if existing is not None:
                 await claim.complete(SourceRecord(None, None, None), existing)
+                timeline.mark("record")
                 return Outcome(status="completed", outputs=tuple(existing))
 
-        with self._stage("download", job) as span:
-            source = await self.downloader.fetch(job.url)
-            span.set_attribute("imagebatch.source.bytes", len(source.data))
-        self.metrics.downloaded_bytes.inc(len(source.data))
+        async with self._slot(timeline):
+            with self._stage("download", job) as span:
+                source = await self.downloader.fetch(job.url)
+                span.set_attribute("imagebatch.source.bytes", len(source.data))
+            self.metrics.downloaded_bytes.inc(len(source.data))
+            timeline.mark("download")
 
-        marks: list[int] = []
-        try:
-            info, rendered = await loop.run_in_executor(
-                self.executor, self._transform, source.data, planned, marks
-            )
-        except BaseException as exc:
-            self._transform_span(job, marks, exc)
-            raise
-        self._transform_span(job, marks, None)
+            marks: list[int] = []
+            try:
+                info, rendered = await loop.run_in_executor(
+                    self.executor, self._transform, source.data, planned, marks
+                )
+            except BaseException as exc:
+                self._transform_span(job, marks, exc)
+                raise
+            self._transform_span(job, marks, None)
+            timeline.mark("transform")
         with self._stage("write", job):
             written = await self.writer.write(
                 [(p.relative, r.data) for p, r in zip(planned, rendered, strict=True)]
             )
+        timeline.mark("write")
         outputs = [
             OutputRecord(
                 path=str(p.relative),
@@ -182,4 +211,5 @@ class Pipeline:
         ]
         with self._stage("record", job):
             await claim.complete(SourceRecord(len(source.data), info.width, info.height), outputs)
+        timeline.mark("record")
         return Outcome(status="completed", outputs=tuple(outputs), written=written)

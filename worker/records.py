@@ -23,6 +23,7 @@ import asyncpg
 from imagebatch.core.errors import TransientError
 from imagebatch.core.jobs import job_kind
 from imagebatch.core.messages import ImageJob
+from imagebatch.worker import batching
 
 log = logging.getLogger(__name__)
 
@@ -155,15 +156,17 @@ class Claim:
 
 
 Kind = Literal["claim", "complete", "release"]
+FLUSH_ORDER: tuple[Kind, ...] = ("complete", "release", "claim")
 Request = tuple[tuple[Any, ...], asyncio.Future[Any]]
 
 
 class JobRecords:
     """Reads and writes the `jobs` (and, for seed rows, `images`) tables.
 
-    Claims and completions — two per image — are batched: whatever queued up while the previous
-    statement ran goes to PostgreSQL in one statement, so a busy worker makes a few round trips
-    per batch instead of two per image, and PostgreSQL commits once per batch.
+    Claims and completions — two per image — are batched as group commit (`batching`): a
+    request finding the lock session idle is sent at once, alone; whatever queued up while a
+    statement ran goes in the next one, so a busy worker makes a few round trips per batch
+    instead of two per image, and PostgreSQL commits once per batch.
 
     Every claim's advisory lock lives on one connection, the lock session, which runs those
     statements; session-level locks are re-entrant, so the worker also keeps the ids it holds and
@@ -219,7 +222,8 @@ class JobRecords:
     def _enqueue(self, kind: Kind, row: tuple[Any, ...]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queues[kind].append((row, future))
-        if self._flusher is None or self._flusher.done():
+        flushing = self._flusher is not None and not self._flusher.done()
+        if batching.take(batching.BatchState(queued=1, flushing=flushing)):
             self._flusher = asyncio.create_task(self._flush(), name="job-records")
         return future
 
@@ -230,11 +234,14 @@ class JobRecords:
         release.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     async def _flush(self) -> None:
-        """Run queued requests until none are left: completions and releases first (they free
-        claims), then claims. Every request gets an answer, whatever happens to a statement."""
+        """Run queued requests until none are left, one statement at a time, each taking every
+        request of its kind queued when it starts: per round completions, then releases (both
+        free claims), then claims — every kind gets its turn each round, so a steady stream of
+        completions never starves the claims. Every request gets an answer, whatever happens
+        to a statement."""
         try:
             while any(self._queues.values()):
-                for kind in ("complete", "release", "claim"):
+                for kind in FLUSH_ORDER:
                     batch, self._queues[kind] = self._queues[kind], []
                     if batch:
                         await self._run(kind, batch)

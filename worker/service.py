@@ -123,6 +123,7 @@ class WorkerService:
             io_executor=self._io_executor,
             metrics=self.metrics,
             max_pixels=settings.max_pixels,
+            concurrency=settings.concurrency,
         )
         self.consumer = Consumer(settings, pipeline, records, self.metrics)
         self._connection = await retry_until(

@@ -23,7 +23,13 @@ def _default_threads() -> int:
 class WorkerSettings(CommonSettings):
     """Everything `imagebatch-worker` can be told."""
 
-    concurrency: int = Field(default=8, ge=1, le=1024, description="Jobs processed at once.")
+    concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description="Jobs downloading or being thumbnailed at once (waits on PostgreSQL and on "
+        "the disk hold no slot).",
+    )
     prefetch: int = Field(
         default=16, ge=1, le=65535, description="Unacked messages the broker may hand us (QoS)."
     )
