@@ -188,18 +188,7 @@ async def test_deleting_a_batch_with_keda_running_removes_its_keda_objects(
     await keda_batches.delete("short")
 
     await eventually(lambda: keda_batches.get("short"), lambda b: b is None, within=60, what="gone")
-    await eventually(
-        lambda: keda_objects.scaled_object("short"),
-        lambda o: o is None,
-        within=60,
-        what="the ScaledObject gone (KEDA's finalizer cleared)",
-    )
-    await eventually(
-        lambda: keda_objects.trigger_authentication("short"),
-        lambda o: o is None,
-        within=60,
-        what="the TriggerAuthentication gone",
-    )
+    await keda_objects.wait_gone("short", why="with the batch (KEDA's finalizers cleared)")
 
 
 async def test_with_keda_stopped_a_deleted_batch_still_goes_and_its_keda_objects_wait_for_keda(
@@ -232,15 +221,4 @@ async def test_with_keda_stopped_a_deleted_batch_still_goes_and_its_keda_objects
     await keda_batches.wait_status("next", lambda s: s.get("published") == 3, what="3 published")
 
     keda.start()
-    await eventually(
-        lambda: keda_objects.scaled_object("orphaned"),
-        lambda o: o is None,
-        within=60,
-        what="the ScaledObject gone once KEDA is back",
-    )
-    await eventually(
-        lambda: keda_objects.trigger_authentication("orphaned"),
-        lambda o: o is None,
-        within=60,
-        what="the TriggerAuthentication gone once KEDA is back",
-    )
+    await keda_objects.wait_gone("orphaned", why="once KEDA is back")

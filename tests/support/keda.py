@@ -189,6 +189,22 @@ class KedaObjects:
         assert found is not None
         return found
 
+    async def wait_gone(self, batch: str, *, why: str, within: float = 60.0) -> None:
+        """Until the batch's ScaledObject and TriggerAuthentication are both gone (deleted, and
+        KEDA's finalizers cleared)."""
+        await eventually(
+            lambda: self.scaled_object(batch),
+            lambda o: o is None,
+            within=within,
+            what=f"the ScaledObject gone {why}",
+        )
+        await eventually(
+            lambda: self.trigger_authentication(batch),
+            lambda o: o is None,
+            within=within,
+            what=f"the TriggerAuthentication gone {why}",
+        )
+
     async def trigger_authentication(self, batch: str) -> dict[str, Any] | None:
         return await asyncio.to_thread(self._get, "triggerauthentications", f"{batch}-rabbitmq")
 
