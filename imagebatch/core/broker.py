@@ -7,6 +7,7 @@ that returned is on the broker.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import aio_pika
@@ -16,14 +17,25 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractRobustConnection,
 )
+from aio_pika.connection import make_url
 
 from imagebatch.core.messages import ImageJob, encode_items, encode_job
 from imagebatch.core.telemetry import inject_headers
 
 
 async def connect(url: str) -> AbstractRobustConnection:
-    """A robust connection: it reconnects by itself and restores channels, queues and consumers."""
-    connection: AbstractRobustConnection = await aio_pika.connect_robust(url)
+    """A robust connection: it reconnects by itself and restores channels, queues and consumers.
+
+    An attempt that fails (or is cancelled, as a startup deadline does) is closed here. Left to
+    the garbage collector, aio-pika's finalizer schedules the close on whatever thread collects
+    it, and from a thread without the event loop that close is never awaited."""
+    connection = aio_pika.RobustConnection(make_url(url))
+    try:
+        await connection.connect()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await connection.close()
+        raise
     return connection
 
 
