@@ -83,8 +83,8 @@ class Kube:
             )
         )
 
-    async def create_deployment(self, obj: dict[str, Any]) -> bool:
-        """Create the Deployment unless it exists; True when this call created it."""
+    async def create_deployment(self, obj: dict[str, Any]) -> None:
+        """Create the Deployment unless it exists (then it is left as it is)."""
         meta = obj["metadata"]
         try:
             await self._run(
@@ -96,10 +96,8 @@ class Kube:
                 )
             )
         except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
-        return True
+            if exc.status != 409:
+                raise
 
     async def secret_exists(self, namespace: str, name: str) -> bool:
         try:

@@ -24,7 +24,6 @@ from kubernetes import client
 from imagebatch.core.settings import CommonSettings
 from imagebatch.devservers.keda import KedaOperator, keda_crds
 from imagebatch.devservers.kube import KubeControlPlane
-from imagebatch.devservers.operator_process import OperatorProcess
 from imagebatch.devservers.process import log_tail
 from tests.support.k8s import CRDS, KubeCluster, api_client
 from tests.support.operator import (
@@ -33,6 +32,7 @@ from tests.support.operator import (
     OperatorFactory,
     eventually,
     operator_env,
+    operators,
     supervise,
 )
 from tests.support.servers import STARTUP_SECONDS, ServerHandle
@@ -112,12 +112,11 @@ async def start_keda_operator(
 ) -> AsyncIterator[OperatorFactory]:
     """`await start_keda_operator(http=True)` starts an ImageBatch operator on the KEDA cluster;
     with `http`, it asks KEDA for the management API (`protocol: http`)."""
-    started: list[OperatorProcess] = []
 
-    async def start(*, http: bool = False, **extra: str) -> OperatorProcess:
+    def env(*, http: bool = False, **extra: str) -> dict[str, str]:
         if http:
             extra["RABBIT_MANAGEMENT_URL"] = rabbitmq_server.extra["management_url"]
-        env = operator_env(
+        return operator_env(
             keda_cluster,
             messaging,
             keda_namespace,
@@ -125,14 +124,9 @@ async def start_keda_operator(
             KEDA_COOLDOWN_SECONDS=str(COOLDOWN_SECONDS),
             **extra,
         )
-        process = OperatorProcess(env, tmp_path / f"operator-{len(started)}.log")
-        started.append(process)
-        return await process.start()
 
-    yield start
-    for process in started:
-        await process.stop()
-        print(f"--- {process.log.name} ---\n{log_tail(process.log, 60)}")
+    async with operators(env, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from imagebatch.core.imagebatch import GROUP, PLURAL, VERSION
 from imagebatch.core.settings import CommonSettings
 from imagebatch.devservers.operator_process import OperatorProcess
+from imagebatch.devservers.process import log_tail
 from tests.support.k8s import KubeCluster, api_client
 
 T = TypeVar("T")
@@ -223,17 +224,32 @@ async def start_operator(
 ) -> AsyncIterator[OperatorFactory]:
     """`await start_operator(**env)` starts an operator on this test's namespace; every one
     started is stopped at the end."""
+    async with operators(
+        lambda **extra: operator_env(kube_cluster, messaging, namespace, **extra), tmp_path
+    ) as start:
+        yield start
+
+
+@contextlib.asynccontextmanager
+async def operators(
+    env: Callable[..., dict[str, str]], folder: Path
+) -> AsyncIterator[OperatorFactory]:
+    """A factory of operator processes, `env(**extra)` giving each one's settings, its log in
+    `folder`; every one started is stopped on exit, and the tail of its log printed (captured:
+    shown only when the test failed)."""
     started: list[OperatorProcess] = []
 
     async def start(**extra: str) -> OperatorProcess:
-        env = operator_env(kube_cluster, messaging, namespace, **extra)
-        process = OperatorProcess(env, tmp_path / f"operator-{len(started)}.log")
+        process = OperatorProcess(env(**extra), folder / f"operator-{len(started)}.log")
         started.append(process)
         return await process.start()
 
-    yield start
-    for process in started:
-        await process.stop()
+    try:
+        yield start
+    finally:
+        for process in started:
+            await process.stop()
+            print(f"--- {process.log.name} ---\n{log_tail(process.log, 60)}")
 
 
 @pytest.fixture
