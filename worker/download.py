@@ -10,6 +10,10 @@ Limits: connect and read timeouts per request, a total deadline per image (redir
 a maximum size enforced while streaming (whatever Content-Length says), at most `max_redirects`
 hops, and the type taken from the first bytes (not Content-Type). `upload:<name>` URLs read the
 original the api stored under UPLOADS_DIR instead.
+
+The client keeps no cookies: each job's download is a stranger's request, so a cookie one
+origin set must not ride along on the next job's request to it (and parsing every Set-Cookie
+into a jar nobody reads took a few per cent of the event loop).
 """
 
 from __future__ import annotations
@@ -38,6 +42,30 @@ from imagebatch.worker.settings import WorkerSettings
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 OK_STATUSES = frozenset({200, 203})
+
+
+class IgnoredCookies(httpx.Cookies):
+    """A cookie jar that stays empty: Set-Cookie is never parsed, Cookie never sent."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+class CookielessClient(httpx.AsyncClient):
+    """httpx's client with `IgnoredCookies` for a jar (httpx has no switch for it)."""
+
+    _ignored = IgnoredCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._ignored
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        raise TypeError("the download client keeps no cookies")
 
 
 @dataclass(frozen=True)
@@ -144,8 +172,10 @@ class Downloader:
             limit=256,
             ttl_dns_cache=10,
         )
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
-        self.client = httpx.AsyncClient(
+        self._session = aiohttp.ClientSession(
+            connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
+        self.client = CookielessClient(
             transport=AiohttpTransport(client=self._session),
             timeout=httpx.Timeout(
                 connect=limits.connect_timeout,

@@ -43,6 +43,15 @@ async def test_a_photo_downloads_with_its_sniffed_format(
     assert source.redirects == 0
 
 
+async def test_a_cookie_one_origin_set_is_never_sent_with_a_later_download(
+    downloader: Downloader, image_server: ImageServer
+) -> None:
+    first = await downloader.fetch(image_server.url("/cookie/1.jpg"))
+    second = await downloader.fetch(image_server.url("/photo/2.jpg"))
+    assert (first.data, second.data) == (image_server.photo(1), image_server.photo(2))
+    assert image_server.cookies_sent == []
+
+
 async def test_redirects_are_followed_up_to_five_hops(
     downloader: Downloader, image_server: ImageServer
 ) -> None:

@@ -46,6 +46,8 @@ class ImageServer:
     photo_delay: float = 0.0
     """Seconds each /photo request waits before answering (keeps a batch in flight longer)."""
     hits: Counter[str] = field(default_factory=Counter)
+    cookies_sent: list[str] = field(default_factory=list)
+    """Every Cookie header a request brought."""
     port: int = 0
     raw_port: int = 0
 
@@ -77,6 +79,7 @@ class ImageServer:
         app.middlewares.append(self._count)
         routes = [
             ("/photo/{n:\\d+}.jpg", self._photo),
+            ("/cookie/{n:\\d+}.jpg", self._cookie_photo),
             ("/status/{code:\\d+}", self._status),
             ("/flaky/{key}.jpg", self._flaky),
             ("/slow.jpg", self._slow),
@@ -116,6 +119,8 @@ class ImageServer:
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> web.StreamResponse:
         self.hits[request.path] += 1
+        if "Cookie" in request.headers:
+            self.cookies_sent.append(request.headers["Cookie"])
         return await handler(request)
 
     def _jpeg(self, data: bytes) -> web.Response:
@@ -130,6 +135,11 @@ class ImageServer:
             return self._jpeg(self.photo(int(request.match_info["n"])))
         finally:
             self.active_photos -= 1
+
+    async def _cookie_photo(self, request: web.Request) -> web.Response:
+        response = self._jpeg(self.photo(int(request.match_info["n"])))
+        response.set_cookie("session", "someone-elses", path="/")
+        return response
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.Response(status=int(request.match_info["code"]))
