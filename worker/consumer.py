@@ -76,6 +76,7 @@ class Consumer:
         pipeline: Pipeline,
         records: JobRecords,
         metrics: WorkerMetrics,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -86,7 +87,7 @@ class Consumer:
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         self._redelivery: Redelivery | None = None
-        self._tracer = trace.get_tracer("imagebatch.worker")
+        self._tracer = tracer
         # A database outage is not the job's fault and says nothing about the backoff the batch
         # asked for: even `BACKOFF_SECONDS=0` pauses a little rather than spin on redeliveries.
         self.requeue_pause = min(5.0, max(settings.backoff_seconds, MIN_REQUEUE_PAUSE))
@@ -179,7 +180,10 @@ class Consumer:
             self.metrics.held.observe(timeline.held())
 
     async def _traced(self, message: AbstractIncomingMessage, timeline: Timeline) -> str:
-        """A consumer span continuing the producer's trace (or the instrumentation's span)."""
+        """A consumer span continuing the producer's trace (or the instrumentation's span);
+        none without a tracer."""
+        if self._tracer is None:
+            return await self._dispatch(message, timeline)
         current = trace.get_current_span().get_span_context()
         parent = None if current.is_valid else extract_context(message.headers)
         attributes: dict[str, Any] = {

@@ -107,8 +107,10 @@ class WorkerService:
             uploads_dir=settings.uploads_dir,
             user_agent=settings.user_agent,
         )
+        tracer = None
         if self.tracer_provider is not None:
             trace_client(self.downloader.client, self.tracer_provider)
+            tracer = self.tracer_provider.get_tracer("imagebatch.worker")
         pipeline = Pipeline(
             downloader=self.downloader,
             storage=self.storage,
@@ -124,8 +126,9 @@ class WorkerService:
             metrics=self.metrics,
             max_pixels=settings.max_pixels,
             concurrency=settings.concurrency,
+            tracer=tracer,
         )
-        self.consumer = Consumer(settings, pipeline, records, self.metrics)
+        self.consumer = Consumer(settings, pipeline, records, self.metrics, tracer=tracer)
         self._connection = await retry_until(
             "RabbitMQ",
             lambda: connect(settings.rabbit_url),

@@ -4,7 +4,8 @@ aio-pika's instrumentation opens a consumer span per delivery, continuing the pr
 `traceparent` (and traces the retry and dead-letter publishes); httpx's traces each download
 request of the worker's own client; asyncpg's traces the queries. The worker adds its own
 `process_image` span with `download`, `transform`, `write` and `record` children. Without an
-OTLP endpoint nothing is installed and every span is a no-op, which costs nothing.
+OTLP endpoint nothing is installed and the worker makes no spans of its own: OpenTelemetry's
+no-op spans are cheap, not free, and at a few hundred images a second they added up.
 """
 
 from __future__ import annotations
