@@ -19,8 +19,13 @@
     (claim, slot, download, transform, write, record, ack, waits included), the time from
     delivery to ack and the time a job held a CONCURRENCY slot. With --runs N, the median of N
     runs per setting (every run's figure is listed too: a shared 2-core VM is noisy).
+    `cpu_while_running` (bench/cpu_accounting.py) says how busy the cores were from the first
+    claim to the last completion, what each image cost the worker, PostgreSQL, RabbitMQ and
+    the origin, and the images/s that total cost allows on fully busy cores: no setting of
+    the worker can beat that ceiling on the machine the run shares.
 `comparison` gives the defaults divided by the fastest setting, every setting divided by the
-two-thread figure of (a), and whether the issue's targets were met.
+two-thread figure of (a), the fastest setting's CPU-bound ceiling divided by that figure too,
+and whether the issue's targets were met.
 
 Prints the JSON and writes it to --output. Not a test: numbers depend on the machine.
 """
@@ -53,6 +58,7 @@ import PIL  # noqa: E402
 from httpx_aiohttp import AiohttpTransport  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bench.cpu_accounting import CpuSnapshot, cpu_report  # noqa: E402
 from bench.photo_origin import PhotoOrigin  # noqa: E402
 from imagebatch.core.broker import connect, producer_channel  # noqa: E402
 from imagebatch.core.db import migrate  # noqa: E402
@@ -287,6 +293,10 @@ async def worker_figures(metrics_port: int) -> dict[str, Any]:
     }
 
 
+async def _completed(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM jobs WHERE status='completed'"))
+
+
 async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     with PostgresServer() as postgres, RabbitMQServer(management=False) as rabbit:
         database_url = postgres.url
@@ -323,13 +333,18 @@ async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> di
             await worker.start()
             conn: asyncpg.Connection = await asyncpg.connect(database_url)
             try:
-                while True:
-                    done = await conn.fetchval("SELECT count(*) FROM jobs WHERE status='completed'")
-                    if done >= count:
-                        break
+                # The CPU window opens once the first job is claimed (start-up's imports are
+                # not the images' cost) and closes as the last one completes.
+                while not await conn.fetchval("SELECT count(*) FROM jobs"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                assert worker.process is not None
+                cpu_before = CpuSnapshot.take(worker.process.pid)
+                done_before = await _completed(conn)
+                while (done := await _completed(conn)) < count:
                     if time.perf_counter() - began > 600:
                         raise RuntimeError(f"only {done}/{count} completed after 600 s")
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(0.05)
+                cpu_after = CpuSnapshot.take(worker.process.pid)
                 wall = time.perf_counter() - began
                 span = await conn.fetchval(
                     "SELECT extract(epoch FROM max(completed_at) - min(started_at)) FROM jobs"
@@ -353,6 +368,7 @@ async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> di
         "wall_seconds_including_worker_start": round(wall, 2),
         "worker_cpu_ms_per_image": round(cpu * 1000 / count, 2),
         "event_loop_thread_cpu_ms_per_image": round(loop_cpu * 1000 / count, 2),
+        "cpu_while_running": cpu_report(cpu_before, cpu_after, count - done_before),
         **figures,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "worker_exit_code": code,
@@ -392,6 +408,11 @@ def compare(report: dict[str, Any], settings: list[dict[str, Any]]) -> dict[str,
             name: round(float(rate) / two, 3) for name, rate in by_name.items()
         }
         result["target_best_at_least_0_5_of_a"] = float(by_name[best]) / two >= 0.5
+        ceiling = report["b_end_to_end"][best]["cpu_while_running"][
+            "cpu_bound_ceiling_images_per_second"
+        ]
+        result["best_setting_cpu_bound_ceiling"] = ceiling
+        result["cpu_bound_ceiling_divided_by_a_two_threads"] = round(float(ceiling) / two, 3)
     return result
 
 

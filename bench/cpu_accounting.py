@@ -1,0 +1,92 @@
+"""Where a benchmark run's CPU went: the whole machine, and each process that shares it.
+
+In the end-to-end run the worker shares the cores with PostgreSQL, RabbitMQ and the loopback
+origin (in the benchmark's own process). The worker's images/s says little about the worker
+alone unless one also knows how busy the machine was and what every image cost all of them
+together: `cpu_bound_ceiling` is the rate the same per-image cost would allow were the cores
+never idle, which bounds what any worker setting can reach on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+RABBITMQ_COMMANDS = frozenset({"beam.smp", "erl_child_setup", "epmd", "inet_gethost"})
+
+
+def _group(pid: int, comm: str, *, worker: int, bench: int) -> str:
+    if pid == worker:
+        return "worker"
+    if pid == bench:
+        return "bench_and_origin"
+    if comm == "postgres":
+        return "postgres"
+    if comm in RABBITMQ_COMMANDS:
+        return "rabbitmq"
+    return "other"
+
+
+def _process_seconds(stat: str) -> tuple[str, float]:
+    """(command, user + system seconds) from a /proc/<pid>/stat line."""
+    head, tail = stat.rsplit(")", 1)
+    fields = tail.split()
+    return head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _machine_seconds() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of all cores since boot; iowait counts as idle."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq + steal
+    return busy / CLOCK_TICKS, (idle + iowait) / CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds used so far, per process group and for the whole machine."""
+
+    groups: dict[str, float]
+    busy: float
+    idle: float
+
+    @classmethod
+    def take(cls, worker_pid: int) -> CpuSnapshot:
+        groups: dict[str, float] = {}
+        bench = os.getpid()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                comm, seconds = _process_seconds((entry / "stat").read_text())
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            group = _group(int(entry.name), comm, worker=worker_pid, bench=bench)
+            groups[group] = groups.get(group, 0.0) + seconds
+        busy, idle = _machine_seconds()
+        return cls(groups, busy, idle)
+
+
+def cpu_report(before: CpuSnapshot, after: CpuSnapshot, images: int) -> dict[str, object]:
+    """CPU between two snapshots: per image for each group and in all, how busy the cores
+    were, and the images/s that cost would allow on fully busy cores.
+
+    A process that started or ended between the snapshots counts only what the later one saw
+    (PostgreSQL's backends and RabbitMQ live for the whole run, so this is small)."""
+    busy = after.busy - before.busy
+    total = busy + after.idle - before.idle
+    per_image = {
+        group: round((seconds - before.groups.get(group, 0.0)) * 1000 / images, 3)
+        for group, seconds in sorted(after.groups.items())
+    }
+    machine_ms = busy * 1000 / images
+    cores = os.cpu_count() or 1
+    return {
+        "cores_busy_fraction": round(busy / total, 3) if total else 0.0,
+        "ms_per_image": {**per_image, "machine_total": round(machine_ms, 3)},
+        "cpu_bound_ceiling_images_per_second": round(cores * 1000 / machine_ms, 1)
+        if machine_ms
+        else 0.0,
+    }
