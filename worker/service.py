@@ -3,7 +3,8 @@
 Start: health server (liveness answers during start-up) → sweep stale temp files → PostgreSQL
 (migrations, pool) → shared HTTP client and thread pool → RabbitMQ (robust connection) → consume.
 Stop (SIGTERM/SIGINT): not ready → cancel the consumer → finish in-flight jobs → close the
-connection, client, pool, threads and health server.
+connection, client, threads, pool and health server: whatever start opened, in reverse, through
+one exit stack, so a start that failed half-way closes just what it opened.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from opentelemetry.sdk.trace import TracerProvider
@@ -39,6 +39,14 @@ FSYNC_THREADS = 16
 """fsyncs of one write group in flight at once; they wait on the disk, not on a core."""
 
 
+async def _close_connection(connection: AbstractRobustConnection) -> None:
+    try:
+        async with asyncio.timeout(10):
+            await connection.close()
+    except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+        log.warning("broker connection did not close cleanly: %r", exc)
+
+
 class WorkerService:
     """One worker process's resources and their lifecycle."""
 
@@ -59,14 +67,10 @@ class WorkerService:
             registry=self.metrics.registry,
             ready=self.ready,
         )
-        self.downloader: Downloader | None = None
         self.consumer: Consumer | None = None
-        self._pool: asyncpg.Pool | None = None
-        self._records: JobRecords | None = None
-        self._connection: AbstractRobustConnection | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._io_executor: ThreadPoolExecutor | None = None
-        self._fsync_executor: ThreadPoolExecutor | None = None
+        self._resources = contextlib.AsyncExitStack()
+        """What `start` opened, closed by `stop` in reverse: after a partial start, just what
+        was opened."""
         self._stopping = False
 
     def ready(self) -> bool:
@@ -74,7 +78,9 @@ class WorkerService:
 
     async def start(self) -> None:
         settings = self.settings
+        resources = self._resources
         await self.health.start()
+        resources.push_async_callback(self.health.stop)
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         swept = await asyncio.to_thread(self.storage.sweep, older_than=settings.stale_temp_seconds)
         if swept:
@@ -88,18 +94,17 @@ class WorkerService:
         # Claims and completions go through one lock session (records.py); the other
         # connections only record failures and retries, and leave no session state behind, so
         # the pool needs no server-side reset round trip on every release.
-        self._pool = await create_pool(
+        pool = await create_pool(
             settings.database_url, min_size=1, max_size=4, reset_on_release=False
         )
-        self._records = JobRecords(self._pool)
-        records = self._records
-        self._executor = ThreadPoolExecutor(
-            settings.transform_threads, thread_name_prefix="thumbnail"
-        )
+        resources.push_async_callback(pool.close)
+        records = JobRecords(pool)
+        resources.push_async_callback(records.close)
+        executor = self._executor(settings.transform_threads, "thumbnail")
         # One thread for the group writer, one for the rare look at an earlier attempt's outputs.
-        self._io_executor = ThreadPoolExecutor(2, thread_name_prefix="write")
-        self._fsync_executor = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="fsync")
-        self.downloader = Downloader(
+        io_executor = self._executor(2, "write")
+        fsync_executor = self._executor(FSYNC_THREADS, "fsync")
+        downloader = Downloader(
             Limits.from_settings(settings),
             AddressGuard.from_settings(
                 settings.allow_private_sources, settings.allowed_source_networks
@@ -107,57 +112,50 @@ class WorkerService:
             uploads_dir=settings.uploads_dir,
             user_agent=settings.user_agent,
         )
+        resources.push_async_callback(downloader.aclose)
         tracer = None
         if self.tracer_provider is not None:
-            trace_client(self.downloader.client, self.tracer_provider)
+            trace_client(downloader.client, self.tracer_provider)
             tracer = self.tracer_provider.get_tracer("imagebatch.worker")
         pipeline = Pipeline(
-            downloader=self.downloader,
+            downloader=downloader,
             storage=self.storage,
             writer=GroupWriter(
                 self.storage,
-                self._io_executor,
-                fsync_executor=self._fsync_executor,
+                io_executor,
+                fsync_executor=fsync_executor,
                 group_files=self.metrics.write_group_files,
             ),
             records=records,
-            executor=self._executor,
-            io_executor=self._io_executor,
+            executor=executor,
+            io_executor=io_executor,
             metrics=self.metrics,
             max_pixels=settings.max_pixels,
             concurrency=settings.concurrency,
             tracer=tracer,
         )
-        self.consumer = Consumer(settings, pipeline, records, self.metrics, tracer=tracer)
-        self._connection = await retry_until(
+        connection = await retry_until(
             "RabbitMQ",
             lambda: connect(settings.rabbit_url),
             CONNECTION_EXCEPTIONS,
             settings.startup_timeout_seconds,
         )
-        await self.consumer.start(self._connection)
+        resources.push_async_callback(_close_connection, connection)
+        self.consumer = Consumer(settings, pipeline, records, self.metrics, tracer=tracer)
+        # Unwound first: in-flight jobs finish while the connection, client, pool and
+        # threads they use are all still there.
+        resources.push_async_callback(self.consumer.stop, settings.shutdown_timeout_seconds)
+        await self.consumer.start(connection)
+
+    def _executor(self, threads: int, name: str) -> ThreadPoolExecutor:
+        executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self._resources.callback(executor.shutdown, wait=True)
+        return executor
 
     async def stop(self) -> None:
         """Drain and close; safe to call after a failed or partial start."""
         self._stopping = True
-        if self.consumer is not None:
-            await self.consumer.stop(self.settings.shutdown_timeout_seconds)
-        if self._connection is not None:
-            try:
-                async with asyncio.timeout(10):
-                    await self._connection.close()
-            except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
-                log.warning("broker connection did not close cleanly: %r", exc)
-        if self.downloader is not None:
-            await self.downloader.aclose()
-        if self._records is not None:
-            await self._records.close()
-        if self._pool is not None:
-            await self._pool.close()
-        for executor in (self._executor, self._io_executor, self._fsync_executor):
-            if executor is not None:
-                executor.shutdown(wait=True)
-        await self.health.stop()
+        await self._resources.aclose()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start, work until `stop` is set, then stop (also when `stop` comes mid-start)."""
