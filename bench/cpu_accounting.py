@@ -5,6 +5,11 @@ origin (in the benchmark's own process). The worker's images/s says little about
 alone unless one also knows how busy the machine was and what every image cost all of them
 together: `cpu_bound_ceiling` is the rate the same per-image cost would allow were the cores
 never idle, which bounds what any worker setting can reach on this machine.
+
+Within the worker, the event loop's thread (the process's first thread) runs the Python of every
+message — broker, database and HTTP protocols, the pipeline's own bookkeeping — and holds the GIL
+while it does; the thumbnail and write threads spend most of their time in C without it. So
+`event_loop_busy_fraction` near 1 says that one thread, not the cores, sets the pace.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class CpuSnapshot:
     groups: dict[str, float]
     busy: float
     idle: float
+    event_loop: float = 0.0
+    """CPU seconds of the worker's first thread, the one that runs its event loop."""
 
     @classmethod
     def take(cls, worker_pid: int) -> CpuSnapshot:
@@ -66,7 +73,12 @@ class CpuSnapshot:
             group = _group(int(entry.name), comm, worker=worker_pid, bench=bench)
             groups[group] = groups.get(group, 0.0) + seconds
         busy, idle = _machine_seconds()
-        return cls(groups, busy, idle)
+        try:
+            stat = Path(f"/proc/{worker_pid}/task/{worker_pid}/stat").read_text()
+            event_loop = _process_seconds(stat)[1]
+        except (OSError, IndexError, ValueError):
+            event_loop = 0.0
+        return cls(groups, busy, idle, event_loop)
 
 
 def cpu_report(before: CpuSnapshot, after: CpuSnapshot, images: int) -> dict[str, object]:
@@ -83,9 +95,16 @@ def cpu_report(before: CpuSnapshot, after: CpuSnapshot, images: int) -> dict[str
     }
     machine_ms = busy * 1000 / images
     cores = os.cpu_count() or 1
+    event_loop = after.event_loop - before.event_loop
+    wall = total / cores
     return {
         "cores_busy_fraction": round(busy / total, 3) if total else 0.0,
-        "ms_per_image": {**per_image, "machine_total": round(machine_ms, 3)},
+        "event_loop_busy_fraction": round(event_loop / wall, 3) if wall else 0.0,
+        "ms_per_image": {
+            **per_image,
+            "worker_event_loop_thread": round(event_loop * 1000 / images, 3),
+            "machine_total": round(machine_ms, 3),
+        },
         "cpu_bound_ceiling_images_per_second": round(cores * 1000 / machine_ms, 1)
         if machine_ms
         else 0.0,

@@ -21,8 +21,9 @@
     runs per setting (every run's figure is listed too: a shared 2-core VM is noisy).
     `cpu_while_running` (bench/cpu_accounting.py) says how busy the cores were from the first
     claim to the last completion, what each image cost the worker, PostgreSQL, RabbitMQ and
-    the origin, and the images/s that total cost allows on fully busy cores: no setting of
-    the worker can beat that ceiling on the machine the run shares.
+    the origin, how busy the worker's event-loop thread was (near 1: that thread sets the
+    pace), and the images/s that total cost allows on fully busy cores: no setting of the
+    worker can beat that ceiling on the machine the run shares.
 `comparison` gives the defaults divided by the fastest setting, every setting divided by the
 two-thread figure of (a), the fastest setting's CPU-bound ceiling divided by that figure too,
 and whether the issue's targets were met.
