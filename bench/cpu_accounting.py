@@ -34,8 +34,9 @@ def _group(pid: int, comm: str, *, worker: int, bench: int) -> str:
     return "other"
 
 
-def _process_seconds(stat: str) -> tuple[str, float]:
-    """(command, user + system seconds) from a /proc/<pid>/stat line."""
+def process_stat(stat: str) -> tuple[str, float]:
+    """(command, user + system seconds) from a /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat
+    line."""
     head, tail = stat.rsplit(")", 1)
     fields = tail.split()
     return head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
@@ -67,7 +68,7 @@ class CpuSnapshot:
             if not entry.name.isdigit():
                 continue
             try:
-                comm, seconds = _process_seconds((entry / "stat").read_text())
+                comm, seconds = process_stat((entry / "stat").read_text())
             except (OSError, IndexError, ValueError):
                 continue  # gone meanwhile
             group = _group(int(entry.name), comm, worker=worker_pid, bench=bench)
@@ -75,7 +76,7 @@ class CpuSnapshot:
         busy, idle = _machine_seconds()
         try:
             stat = Path(f"/proc/{worker_pid}/task/{worker_pid}/stat").read_text()
-            event_loop = _process_seconds(stat)[1]
+            event_loop = process_stat(stat)[1]
         except (OSError, IndexError, ValueError):
             event_loop = 0.0
         return cls(groups, busy, idle, event_loop)

@@ -59,7 +59,7 @@ import PIL  # noqa: E402
 from httpx_aiohttp import AiohttpTransport  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.cpu_accounting import CpuSnapshot, cpu_report  # noqa: E402
+from bench.cpu_accounting import CpuSnapshot, cpu_report, process_stat  # noqa: E402
 from bench.photo_origin import PhotoOrigin  # noqa: E402
 from imagebatch.core.broker import connect, producer_channel  # noqa: E402
 from imagebatch.core.db import migrate  # noqa: E402
@@ -203,17 +203,14 @@ async def download_stage(count: int) -> dict[str, Any]:
     }
 
 
-def _cpu(stat: Path) -> float:
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def process_cpu_seconds(worker: WorkerProcess) -> tuple[float, float]:
     """User + system CPU the worker process used so far: (all threads, the event-loop thread).
     Figures that other load on the machine disturbs much less than images/s."""
     assert worker.process is not None
     pid = worker.process.pid
-    return _cpu(Path(f"/proc/{pid}/stat")), _cpu(Path(f"/proc/{pid}/task/{pid}/stat"))
+    stats = (Path(f"/proc/{pid}/stat"), Path(f"/proc/{pid}/task/{pid}/stat"))
+    process, event_loop = (process_stat(path.read_text())[1] for path in stats)
+    return process, event_loop
 
 
 def parse_metrics(text: str) -> dict[str, float]:
