@@ -32,3 +32,18 @@ class PermanentError(ImageBatchError):
     def __init__(self, reason: str, *, code: str = "permanent") -> None:
         super().__init__(reason)
         self.code = code
+
+
+class DependencyDown(Exception):  # noqa: N818 - a state, not a failure of the job
+    """One of our own dependencies is unavailable (PostgreSQL, the broker, the output store, a
+    full disk): not the job's fault, so no attempt is spent and nothing is dead-lettered; the
+    message goes back and readiness says why until the dependency answers again.
+
+    Deliberately not a TransientError: what an outage means must not depend on the order of
+    `except` clauses.
+    """
+
+    def __init__(self, dependency: str, reason: str) -> None:
+        super().__init__(f"{dependency} unavailable: {reason}")
+        self.dependency = dependency
+        self.reason = reason

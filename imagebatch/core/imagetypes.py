@@ -65,3 +65,13 @@ def content_type_for(path: str) -> str:
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     known = {t.extension: t.content_type for t in ACCEPTED} | {"jpeg": "image/jpeg"}
     return known.get(suffix, "application/octet-stream")
+
+
+OUTPUT_CONTENT_TYPES = {"jpeg": JPEG.content_type, "png": PNG.content_type, "webp": WEBP.content_type}
+"""Content-Type of each thumbnail format an op may ask for (an object's metadata, the api's
+responses)."""
+
+
+def content_type_of(output_format: str) -> str:
+    """The Content-Type of a thumbnail in `output_format` (jpeg, png, webp)."""
+    return OUTPUT_CONTENT_TYPES.get(output_format.lower(), "application/octet-stream")
