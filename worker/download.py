@@ -9,7 +9,8 @@ redirect hops included, is checked on the address actually connected.
 Limits: connect and read timeouts per request, a total deadline per image (redirects included),
 a maximum size enforced while streaming (whatever Content-Length says), at most `max_redirects`
 hops, and the type taken from the first bytes (not Content-Type). `upload:<name>` URLs read the
-original the api stored under UPLOADS_DIR instead.
+original the api stored at UPLOADS_URL instead, and `s3://bucket/key` URLs an object through the
+same S3 connection as the outputs, under the same size limit and deadline.
 
 The client keeps no cookies: each job's download is a stranger's request, so a cookie one
 origin set must not ride along on the next job's request to it (and parsing every Set-Cookie
@@ -22,15 +23,17 @@ import asyncio
 import email.utils
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from imagebatch.core.errors import PermanentError, TransientError
+from imagebatch.core.errors import DependencyDown, PermanentError, TransientError
 from imagebatch.core.imagetypes import SNIFF_BYTES, describe, sniff
+from imagebatch.core.locations import OBJECT_SCHEME, BucketLocation, LocationError, parse_object_url
 from imagebatch.core.messages import UPLOAD_SCHEME
+from imagebatch.core.objectstore import Buckets, S3Settings, StoreUnavailable
+from imagebatch.core.stores import ObjectStore, Store
 from imagebatch.worker.address_guard import (
     AddressGuard,
     BlockedAddressError,
@@ -161,11 +164,18 @@ class Downloader:
     PermanentError with the cause chained."""
 
     def __init__(
-        self, limits: Limits, guard: AddressGuard, *, uploads_dir: Path, user_agent: str
+        self,
+        limits: Limits,
+        guard: AddressGuard,
+        *,
+        uploads: Store,
+        buckets: Buckets | None = None,
+        user_agent: str,
     ) -> None:
         self.limits = limits
         self.guard = guard
-        self.uploads_dir = uploads_dir
+        self.uploads = uploads
+        self.buckets = buckets if buckets is not None else Buckets(S3Settings())
         connector = aiohttp.TCPConnector(
             resolver=GuardedResolver(guard),
             socket_factory=guard.socket_factory,
@@ -197,9 +207,11 @@ class Downloader:
         await self._session.close()
 
     async def fetch(self, url: str) -> Source:
-        """The original behind `url` (http(s) or `upload:`)."""
+        """The original behind `url` (http(s), `s3://` or `upload:`)."""
         if url.startswith(UPLOAD_SCHEME):
-            return await asyncio.to_thread(self._read_upload, url.removeprefix(UPLOAD_SCHEME))
+            return await self._read_upload(url.removeprefix(UPLOAD_SCHEME))
+        if url.startswith(OBJECT_SCHEME):
+            return await self._read_object(url)
         blocks = watch_blocks()
         try:
             async with asyncio.timeout(self.limits.deadline):
@@ -274,17 +286,40 @@ class Downloader:
             raise PermanentError(f"not an image: {describe(head)}", code="not_an_image")
         return kind.format
 
-    def _read_upload(self, name: str) -> Source:
-        path = self.uploads_dir / name
+    async def _read_upload(self, name: str) -> Source:
         try:
-            size = path.stat().st_size
-            if size > self.limits.max_bytes:
-                raise PermanentError(
-                    f"too large: upload {name} has {size:,} bytes", code="too_large"
-                )
-            data = path.read_bytes()
-        except FileNotFoundError as exc:
-            raise PermanentError(f"upload {name} not found", code="upload_missing") from exc
-        except OSError as exc:
-            raise TransientError(f"cannot read upload {name}: {exc}") from exc
+            async with asyncio.timeout(self.limits.deadline):
+                data = await self.uploads.read(name, self.limits.max_bytes)
+        except ValueError as exc:
+            raise PermanentError(f"too large: upload {name}: {exc}", code="too_large") from exc
+        except TimeoutError as exc:
+            raise DependencyDown("uploads", f"reading upload {name} timed out") from exc
+        if data is None:
+            raise PermanentError(f"upload {name} not found", code="upload_missing")
         return Source(data=data, format=self._sniffed(data[:SNIFF_BYTES]), url=name, redirects=0)
+
+    async def _read_object(self, url: str) -> Source:
+        """An original in a bucket. The object missing, its bucket missing or access to it
+        refused are the item's problem (its URL names something we cannot have); the store
+        unreachable or failing is ours (DependencyDown: no attempt spent)."""
+        try:
+            ref = parse_object_url(url)
+        except LocationError as exc:
+            raise PermanentError(f"invalid url {url}: {exc}", code="invalid_url") from exc
+        store = ObjectStore(BucketLocation(ref.bucket), self.buckets, what="source store")
+        try:
+            async with asyncio.timeout(self.limits.deadline):
+                data = await store.read(ref.key, self.limits.max_bytes)
+        except ValueError as exc:
+            raise PermanentError(f"too large: {url}: {exc}", code="too_large") from exc
+        except TimeoutError as exc:
+            raise TransientError(
+                f"download deadline of {self.limits.deadline:g}s exceeded for {url}"
+            ) from exc
+        except StoreUnavailable as exc:
+            if exc.problem in ("bucket_missing", "access_denied"):
+                raise PermanentError(exc.reason, code=exc.problem) from exc
+            raise
+        if data is None:
+            raise PermanentError(f"{url} not found", code="object_missing")
+        return Source(data=data, format=self._sniffed(data[:SNIFF_BYTES]), url=url, redirects=0)

@@ -107,10 +107,7 @@ class ObjectOutputs:
 
     async def write(self, files: Sequence[OutputFile]) -> int:
         results = await asyncio.gather(
-            *(
-                self.store.put_new(str(f.relative), f.data, content_type_of(f.format))
-                for f in files
-            )
+            *(self.store.put_new(str(f.relative), f.data, content_type_of(f.format)) for f in files)
         )
         return sum(1 for written in results if written)
 

@@ -25,18 +25,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from opentelemetry import trace
-from PIL import Image
 
 from imagebatch.core.messages import ImageJob
 from imagebatch.worker.download import Downloader
-from imagebatch.worker.group_writer import GroupWriter
 from imagebatch.worker.metrics import WorkerMetrics
+from imagebatch.worker.outputs import OutputFile, Outputs
 from imagebatch.worker.records import Claim, JobRecords, OutputRecord, SourceRecord
-from imagebatch.worker.storage import Planned, Storage, plan_outputs
+from imagebatch.worker.storage import Planned, plan_outputs
 from imagebatch.worker.timeline import Timeline
 from imagebatch.worker.transform import Rendered, SourceInfo, render
-
-FORMAT_NAMES = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
 
 
 @dataclass(frozen=True)
@@ -49,56 +46,31 @@ class Outcome:
     written: int = 0
 
 
-def _describe_existing(storage: Storage, planned: list[Planned]) -> list[OutputRecord] | None:
-    """Records for the outputs when all are already on disk, else None."""
-    if not all(storage.exists(p.relative) for p in planned):
-        return None
-    records = []
-    for item in planned:
-        path = storage.path(item.relative)
-        with Image.open(path) as image:
-            width, height, fmt = image.width, image.height, str(image.format)
-        records.append(
-            OutputRecord(
-                path=str(item.relative),
-                width=width,
-                height=height,
-                bytes=path.stat().st_size,
-                format=FORMAT_NAMES.get(fmt, fmt.lower()),
-            )
-        )
-    return records
-
-
 class Pipeline:
-    """The stages, wired to the shared client, thread pools, storage and database.
+    """The stages, wired to the shared client, thread pool, outputs and database.
 
     Pillow work runs on `executor` (sized to the cores: it is CPU-bound and releases the GIL);
-    file writes go through `writer`, on threads of its own, because an fsync waits on the disk
-    and would otherwise hold a thumbnail thread idle while other jobs' pixels wait to be
-    decoded. `io_executor` runs the rare look at outputs an earlier attempt left.
+    writes go through `outputs` (worker/outputs.py): a folder's on threads of their own,
+    because an fsync waits on the disk and would otherwise hold a thumbnail thread idle while
+    other jobs' pixels wait to be decoded; a bucket's as PUTs on the event loop.
     """
 
     def __init__(
         self,
         *,
         downloader: Downloader,
-        storage: Storage,
-        writer: GroupWriter,
+        outputs: Outputs,
         records: JobRecords,
         executor: ThreadPoolExecutor,
-        io_executor: ThreadPoolExecutor,
         metrics: WorkerMetrics,
         max_pixels: int,
         concurrency: int,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.downloader = downloader
-        self.storage = storage
-        self.writer = writer
+        self.outputs = outputs
         self.records = records
         self.executor = executor
-        self.io_executor = io_executor
         self.metrics = metrics
         self.max_pixels = max_pixels
         self.slots = asyncio.Semaphore(concurrency)
@@ -176,9 +148,7 @@ class Pipeline:
         if claim.attempts > 1:
             # Only an earlier attempt can have written outputs without recording them (a crash
             # between the rename and the commit): record those instead of downloading again.
-            existing = await loop.run_in_executor(
-                self.io_executor, _describe_existing, self.storage, planned
-            )
+            existing = await self.outputs.existing(planned)
             if existing is not None:
                 await claim.complete(SourceRecord(None, None, None), existing)
                 timeline.mark("record")
@@ -202,13 +172,16 @@ class Pipeline:
             self._transform_span(job, marks, None)
             timeline.mark("transform")
         with self._stage("write", job):
-            written = await self.writer.write(
-                [(p.relative, r.data) for p, r in zip(planned, rendered, strict=True)]
+            written = await self.outputs.write(
+                [
+                    OutputFile(p.relative, r.data, r.spec.format)
+                    for p, r in zip(planned, rendered, strict=True)
+                ]
             )
         timeline.mark("write")
         outputs = [
             OutputRecord(
-                path=str(p.relative),
+                path=self.outputs.describe(p.relative),
                 width=r.width,
                 height=r.height,
                 bytes=len(r.data),

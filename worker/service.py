@@ -20,13 +20,17 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from imagebatch.core.broker import connect
 from imagebatch.core.db import create_pool, migrate
+from imagebatch.core.locations import BucketLocation, FileLocation
+from imagebatch.core.objectstore import Buckets
 from imagebatch.core.startup import retry_until
+from imagebatch.core.stores import ObjectStore, open_store
 from imagebatch.worker.address_guard import AddressGuard
 from imagebatch.worker.consumer import Consumer
 from imagebatch.worker.download import Downloader, Limits
 from imagebatch.worker.group_writer import GroupWriter
 from imagebatch.worker.health import HealthServer
 from imagebatch.worker.metrics import WorkerMetrics
+from imagebatch.worker.outputs import FileOutputs, ObjectOutputs, Outputs
 from imagebatch.worker.pipeline import Pipeline
 from imagebatch.worker.records import DB_ERRORS, JobRecords
 from imagebatch.worker.settings import WorkerSettings
@@ -60,7 +64,12 @@ class WorkerService:
         self.settings = settings
         self.tracer_provider = tracer_provider
         self.metrics = metrics or WorkerMetrics()
-        self.storage = Storage(settings.output_dir, fsync=settings.fsync)
+        self.output_location = settings.output_location
+        self.buckets = Buckets(settings)
+        self.storage: Storage | None = None
+        """The output folder, for a file output (None for a bucket)."""
+        if isinstance(self.output_location, FileLocation):
+            self.storage = Storage(self.output_location.root, fsync=settings.fsync)
         self.health = HealthServer(
             host=settings.metrics_host,
             port=settings.metrics_port,
@@ -81,10 +90,13 @@ class WorkerService:
         resources = self._resources
         await self.health.start()
         resources.push_async_callback(self.health.stop)
-        settings.output_dir.mkdir(parents=True, exist_ok=True)
-        swept = await asyncio.to_thread(self.storage.sweep, older_than=settings.stale_temp_seconds)
-        if swept:
-            log.info("removed %d stale temp files", swept)
+        if self.storage is not None:
+            self.storage.root.mkdir(parents=True, exist_ok=True)
+            swept = await asyncio.to_thread(
+                self.storage.sweep, older_than=settings.stale_temp_seconds
+            )
+            if swept:
+                log.info("removed %d stale temp files", swept)
         await retry_until(
             "PostgreSQL",
             lambda: migrate(settings.database_url),
@@ -103,13 +115,13 @@ class WorkerService:
         executor = self._executor(settings.transform_threads, "thumbnail")
         # One thread for the group writer, one for the rare look at an earlier attempt's outputs.
         io_executor = self._executor(2, "write")
-        fsync_executor = self._executor(FSYNC_THREADS, "fsync")
         downloader = Downloader(
             Limits.from_settings(settings),
             AddressGuard.from_settings(
                 settings.allow_private_sources, settings.allowed_source_networks
             ),
-            uploads_dir=settings.uploads_dir,
+            uploads=open_store(settings.uploads_location, self.buckets, what="uploads"),
+            buckets=self.buckets,
             user_agent=settings.user_agent,
         )
         resources.push_async_callback(downloader.aclose)
@@ -119,16 +131,9 @@ class WorkerService:
             tracer = self.tracer_provider.get_tracer("imagebatch.worker")
         pipeline = Pipeline(
             downloader=downloader,
-            storage=self.storage,
-            writer=GroupWriter(
-                self.storage,
-                io_executor,
-                fsync_executor=fsync_executor,
-                group_files=self.metrics.write_group_files,
-            ),
+            outputs=self._outputs(io_executor),
             records=records,
             executor=executor,
-            io_executor=io_executor,
             metrics=self.metrics,
             max_pixels=settings.max_pixels,
             concurrency=settings.concurrency,
@@ -146,6 +151,19 @@ class WorkerService:
         # threads they use are all still there.
         resources.push_async_callback(self.consumer.stop, settings.shutdown_timeout_seconds)
         await self.consumer.start(connection)
+
+    def _outputs(self, io_executor: ThreadPoolExecutor) -> Outputs:
+        """Group-committed files in a folder, or conditional PUTs to a bucket."""
+        if isinstance(self.output_location, BucketLocation):
+            return ObjectOutputs(ObjectStore(self.output_location, self.buckets), io_executor)
+        assert self.storage is not None
+        writer = GroupWriter(
+            self.storage,
+            io_executor,
+            fsync_executor=self._executor(FSYNC_THREADS, "fsync"),
+            group_files=self.metrics.write_group_files,
+        )
+        return FileOutputs(self.storage, writer, io_executor)
 
     def _executor(self, threads: int, name: str) -> ThreadPoolExecutor:
         executor = ThreadPoolExecutor(threads, thread_name_prefix=name)

@@ -34,7 +34,7 @@ class PermanentError(ImageBatchError):
         self.code = code
 
 
-class DependencyDown(Exception):  # noqa: N818 - a state, not a failure of the job
+class DependencyDown(Exception):
     """One of our own dependencies is unavailable (PostgreSQL, the broker, the output store, a
     full disk): not the job's fault, so no attempt is spent and nothing is dead-lettered; the
     message goes back and readiness says why until the dependency answers again.

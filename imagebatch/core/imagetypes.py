@@ -67,7 +67,11 @@ def content_type_for(path: str) -> str:
     return known.get(suffix, "application/octet-stream")
 
 
-OUTPUT_CONTENT_TYPES = {"jpeg": JPEG.content_type, "png": PNG.content_type, "webp": WEBP.content_type}
+OUTPUT_CONTENT_TYPES = {
+    "jpeg": JPEG.content_type,
+    "png": PNG.content_type,
+    "webp": WEBP.content_type,
+}
 """Content-Type of each thumbnail format an op may ask for (an object's metadata, the api's
 responses)."""
 

@@ -17,7 +17,7 @@ OBJECT_SCHEME = "s3://"
 FILE_SCHEME = "file://"
 
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
-"""S3's bucket naming rules (3–63 characters, lower case, digits, dots and hyphens)."""
+"""S3's bucket naming rules (3-63 characters, lower case, digits, dots and hyphens)."""
 
 
 class LocationError(ValueError):
@@ -86,7 +86,7 @@ def parse_bucket_url(url: str) -> BucketLocation:
     bucket, _, prefix = rest.partition("/")
     if not BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
         raise LocationError(
-            f"{url!r}: {bucket!r} is not a valid bucket name (3–63 lower-case letters, digits, "
+            f"{url!r}: {bucket!r} is not a valid bucket name (3-63 lower-case letters, digits, "
             "dots and hyphens)"
         )
     return BucketLocation(bucket=bucket, prefix=_clean_prefix(prefix, url))

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from imagebatch.core.errors import PermanentError
+from imagebatch.core.locations import OBJECT_SCHEME, LocationError, parse_object_url
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SAFE_PREFIX = re.compile(
@@ -97,8 +98,16 @@ class ImageJob(BaseModel):
             if not SAFE_UPLOAD_NAME.fullmatch(value) or ".." in value:
                 raise ValueError("upload: URLs name a file: upload:<safe file name>")
             return value
+        if value.startswith(OBJECT_SCHEME):
+            try:
+                parse_object_url(value)
+            except LocationError as exc:
+                raise ValueError(str(exc)) from exc
+            return value
         if not value.lower().startswith(("http://", "https://")):
-            raise ValueError("url must be an http:// or https:// URL (or upload:<name>)")
+            raise ValueError(
+                "url must be an http:// or https:// URL (or s3://bucket/key, or upload:<name>)"
+            )
         return value
 
     @property

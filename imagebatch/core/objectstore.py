@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import obstore.exceptions as obx
 from obstore.store import S3Store
@@ -135,27 +135,44 @@ def is_missing_key(exc: BaseException) -> bool:
     return missing and "NoSuchBucket" not in _text(exc)
 
 
-def store_down(exc: BaseException, *, what: str, bucket: str) -> DependencyDown:
-    """The DependencyDown that an obstore failure (other than a missing key) means: the reason
-    names what a person can fix."""
+StoreProblem = Literal["bucket_missing", "access_denied", "throttled", "unreachable", "failing"]
+
+
+class StoreUnavailable(DependencyDown):
+    """The object store cannot serve us; `problem` says which way, for callers that treat a
+    missing bucket or refused access differently from an outage (a source URL naming a bucket
+    we may not read is the item's fault, not ours)."""
+
+    def __init__(self, dependency: str, reason: str, problem: StoreProblem) -> None:
+        super().__init__(dependency, reason)
+        self.problem: StoreProblem = problem
+
+
+def store_down(exc: BaseException, *, what: str, bucket: str) -> StoreUnavailable:
+    """What an obstore failure (other than a missing key) means, with a reason that names
+    what a person can fix."""
     text = _text(exc)
+    problem: StoreProblem
     if "NoSuchBucket" in text:
-        reason = f"bucket {bucket!r} does not exist"
+        problem, reason = "bucket_missing", f"bucket {bucket!r} does not exist"
     elif isinstance(exc, obx.UnauthenticatedError | obx.PermissionDeniedError) or any(
         code in text
         for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403")
     ):
+        problem = "access_denied"
         reason = f"credentials refused for bucket {bucket!r}: {_summary(exc)}"
     elif "SlowDown" in text or "503" in text:
+        problem = "throttled"
         reason = f"bucket {bucket!r} is throttling requests: {_summary(exc)}"
     elif any(
         word in text.lower()
         for word in ("connect", "refused", "timed out", "timeout", "sending request")
     ):
+        problem = "unreachable"
         reason = f"cannot reach the object store for bucket {bucket!r}: {_summary(exc)}"
     else:
-        reason = f"bucket {bucket!r}: {_summary(exc)}"
-    down = DependencyDown(what, reason)
+        problem, reason = "failing", f"bucket {bucket!r}: {_summary(exc)}"
+    down = StoreUnavailable(what, reason, problem)
     down.__cause__ = exc
     return down
 

@@ -7,11 +7,14 @@ environment at import time, so tests can build settings objects with explicit va
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from imagebatch.core.objectstore import S3Settings
 
 
-class CommonSettings(BaseSettings):
-    """Connection strings and the messaging names of the public contract."""
+class CommonSettings(S3Settings):
+    """Connection strings and the messaging names of the public contract, plus the standard
+    AWS variables of an S3-compatible store (every service may read or write one)."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 

@@ -37,6 +37,7 @@ from imagebatch.core.objectstore import (
     OBSTORE_ERRORS,
     Buckets,
     S3Settings,
+    StoreUnavailable,
     attributes,
     is_missing_key,
     store_down,
@@ -57,7 +58,10 @@ class Opened:
 class Store(Protocol):
     """Where one kind of thing is kept (outputs, uploads)."""
 
-    location: Location
+    @property
+    def location(self) -> Location:
+        """The folder or bucket (and key prefix) everything is under."""
+        ...
 
     def describe(self, key: str) -> str:
         """What a row records for `key`: a relative path for files, `s3://…` for objects."""
@@ -95,8 +99,12 @@ class FileStore:
     """A folder; `what` names it in DependencyDown ("output store", "uploads")."""
 
     def __init__(self, location: FileLocation, *, what: str = "output store") -> None:
-        self.location = location
+        self._location = location
         self.what = what
+
+    @property
+    def location(self) -> FileLocation:
+        return self._location
 
     def describe(self, key: str) -> str:
         return self.location.describe(key)
@@ -197,9 +205,13 @@ class ObjectStore:
     def __init__(
         self, location: BucketLocation, buckets: Buckets, *, what: str = "output store"
     ) -> None:
-        self.location = location
+        self._location = location
         self.what = what
         self.client = buckets(location.bucket)
+
+    @property
+    def location(self) -> BucketLocation:
+        return self._location
 
     def describe(self, key: str) -> str:
         return self.location.describe(str(_checked_key(key)))
@@ -207,7 +219,7 @@ class ObjectStore:
     def _key(self, key: str) -> str:
         return self.location.key(str(_checked_key(key)))
 
-    def _down(self, exc: BaseException) -> DependencyDown:
+    def _down(self, exc: BaseException) -> StoreUnavailable:
         return store_down(exc, what=self.what, bucket=self.location.bucket)
 
     async def put_new(self, key: str, data: bytes, content_type: str) -> bool:

@@ -15,6 +15,8 @@ from urllib.parse import quote
 import pytest
 
 from imagebatch.core.errors import PermanentError, TransientError
+from imagebatch.core.locations import FileLocation
+from imagebatch.core.stores import FileStore
 from imagebatch.worker.address_guard import AddressGuard
 from imagebatch.worker.download import Downloader, Limits
 from tests.support.canary import Canary
@@ -56,7 +58,7 @@ async def redirector() -> AsyncIterator[ImageServer]:
 @pytest.fixture
 async def guarded(tmp_path: Path) -> AsyncIterator[Downloader]:
     guard = AddressGuard.from_settings(False, [f"{REDIRECTOR_HOST}/32"])
-    client = Downloader(LIMITS, guard, uploads_dir=tmp_path, user_agent="test")
+    client = Downloader(LIMITS, guard, uploads=FileStore(FileLocation(tmp_path)), user_agent="test")
     yield client
     await client.aclose()
 
@@ -106,7 +108,10 @@ async def test_the_canary_would_notice_a_connection(
     """Control: with private sources allowed the same request reaches the canary, so its
     silence above means the guard stopped the connection."""
     client = Downloader(
-        LIMITS, AddressGuard(allow_private=True), uploads_dir=tmp_path, user_agent="test"
+        LIMITS,
+        AddressGuard(allow_private=True),
+        uploads=FileStore(FileLocation(tmp_path)),
+        user_agent="test",
     )
     try:
         with pytest.raises(TransientError):  # the canary hangs up without an answer

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from imagebatch.core.errors import PermanentError, TransientError
+from imagebatch.core.locations import FileLocation
+from imagebatch.core.stores import FileStore
 from imagebatch.worker.address_guard import AddressGuard
 from imagebatch.worker.download import Downloader, Limits
 from tests.support.image_server import ImageServer
@@ -28,7 +30,10 @@ LIMITS = Limits(
 @pytest.fixture
 async def downloader(tmp_path: Path) -> AsyncIterator[Downloader]:
     client = Downloader(
-        LIMITS, AddressGuard(allow_private=True), uploads_dir=tmp_path, user_agent="test"
+        LIMITS,
+        AddressGuard(allow_private=True),
+        uploads=FileStore(FileLocation(tmp_path)),
+        user_agent="test",
     )
     yield client
     await client.aclose()
