@@ -24,6 +24,7 @@ from typing import Any
 
 from imagebatch.core.imagebatch import RunSpec, SpecInvalid, run_spec
 from imagebatch.core.jobs import BatchCounts, batch_counts
+from imagebatch.core.outages import current_outages
 from imagebatch.operator import children, conditions
 from imagebatch.operator.context import DB_ERRORS, OperatorContext
 from imagebatch.operator.progress import (
@@ -116,7 +117,14 @@ class BatchRun:
         decision = decide(
             spec,
             self._status,
-            Observation(generation, counts, queue, self._pump.published_all, tuple(problems)),
+            Observation(
+                generation,
+                counts,
+                queue,
+                self._pump.published_all,
+                tuple(problems),
+                output=spec.output_location(self.ctx.settings.worker_output_url),
+            ),
         )
         self.ctx.metrics.refresh_seconds.observe(time.perf_counter() - began)
         if decision.publish:  # never with a fatal problem (decide); a missing Secret is not one
@@ -171,6 +179,17 @@ class BatchRun:
             problems.append(
                 Problem("DatabaseUnavailable", f"cannot read the batch's counts: {exc}")
             )
+        try:
+            for outage in await current_outages(self.ctx.pool, self.batch):
+                problems.append(
+                    Problem(
+                        "OutputUnavailable",
+                        f"workers cannot store thumbnails ({outage.dependency}): "
+                        f"{outage.reason}; items wait, no attempt is spent",
+                    )
+                )
+        except DB_ERRORS:
+            pass  # the counts above already said the database is unavailable
         queue = None
         try:
             queue = await asyncio.wait_for(queue_stats(self.ctx.broker, spec), timeout=5)

@@ -1,7 +1,8 @@
 """The objects a batch owns, as pure functions of its spec and the operator's settings.
 
 - the worker Deployment: `imagebatch-worker` consuming the batch's queue, configured by env from
-  the spec, connections from the Secret (`envFrom`), thumbnails on the `/data` claim;
+  the spec, connections (and a bucket's AWS variables) from the Secret (`envFrom`), thumbnails
+  in a bucket or, for a file:// output, on the claim mounted at that folder;
 - with KEDA: a ScaledObject (rabbitmq trigger, QueueLength) and its TriggerAuthentication.
 
 Every child carries an owner reference to the batch (the garbage collector deletes it with the
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from imagebatch.core.imagebatch import GROUP, KIND, VERSION, RunSpec
+from imagebatch.core.locations import FileLocation, parse_location
 from imagebatch.core.topology import batch_queue_name
 from imagebatch.operator.settings import OperatorSettings
 
@@ -61,6 +63,18 @@ def _metadata(name: str, spec: RunSpec, uid: str, **extra: Any) -> dict[str, Any
     }
 
 
+def output_url(spec: RunSpec, settings: OperatorSettings) -> str:
+    """The workers' OUTPUT_URL for this batch: its own bucket, else the operator's setting."""
+    return spec.output_url or settings.worker_output_url
+
+
+def output_folder(spec: RunSpec, settings: OperatorSettings) -> str | None:
+    """Where the data claim is mounted: the output folder of a file:// output, else None (a
+    bucket needs no volume, so workers may run on any node)."""
+    location = parse_location(output_url(spec, settings))
+    return str(location.root) if isinstance(location, FileLocation) else None
+
+
 def worker_env(spec: RunSpec, settings: OperatorSettings) -> list[dict[str, str]]:
     """The worker's settings for this batch (RABBIT_URL/DATABASE_URL come from the Secret)."""
     queue = batch_queue_name(spec.namespace, spec.name)
@@ -74,7 +88,7 @@ def worker_env(spec: RunSpec, settings: OperatorSettings) -> list[dict[str, str]
         "PREFETCH": str(spec.prefetch),
         "MAX_ATTEMPTS": str(spec.max_attempts),
         "BACKOFF_SECONDS": str(spec.backoff_seconds),
-        "OUTPUT_DIR": "/data",
+        "OUTPUT_URL": output_url(spec, settings),
         "METRICS_PORT": str(WORKER_METRICS_PORT),
         "SHUTDOWN_TIMEOUT_SECONDS": str(settings.worker_shutdown_timeout_seconds),
         "OTEL_SERVICE_NAME": "imagebatch-worker",
@@ -118,8 +132,14 @@ def deployment(
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
     }
+    folder = output_folder(spec, settings)
+    volumes: list[dict[str, Any]] = []
+    if folder is not None:
+        container["volumeMounts"] = [{"name": "data", "mountPath": folder}]
+        volumes = [
+            {"name": "data", "persistentVolumeClaim": {"claimName": settings.worker_data_claim}}
+        ]
     body_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector},
         "template": {
@@ -135,12 +155,7 @@ def deployment(
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
                 "containers": [container],
-                "volumes": [
-                    {
-                        "name": "data",
-                        "persistentVolumeClaim": {"claimName": settings.worker_data_claim},
-                    }
-                ],
+                **({"volumes": volumes} if volumes else {}),
             },
         },
     }

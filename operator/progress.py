@@ -51,6 +51,8 @@ class Observation:
     """Every item exists and every publishable item's message is confirmed."""
     problems: tuple[Problem, ...] = ()
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    output: str | None = None
+    """Where the thumbnails are (`status.output`), or None to keep the previous value."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,7 @@ def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decisio
         "queued": queue.messages if queue else int(previous.get("queued") or 0),
         "workers": queue.consumers if queue else int(previous.get("workers") or 0),
         "progress": f"{counts.done}/{counts.total}",
+        "output": obs.output if obs.output is not None else previous.get("output"),
         "startTime": timestamp(start) if start is not None else None,
         "completionTime": completion,
         "observedGeneration": obs.generation,

@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
+from imagebatch.core.locations import parse_location
 from imagebatch.core.settings import CommonSettings
 
 
@@ -47,7 +48,13 @@ class OperatorSettings(CommonSettings):
         description="Secret in the batch's namespace with the workers' RABBIT_URL/DATABASE_URL.",
     )
     worker_data_claim: str = Field(
-        default="imagebatch-data", description="PersistentVolumeClaim mounted at /data."
+        default="imagebatch-data",
+        description="PersistentVolumeClaim mounted at /data (for a file:// output only).",
+    )
+    worker_output_url: str = Field(
+        default="file:///data",
+        description="The workers' OUTPUT_URL: file:///data (the claim) or s3://bucket[/prefix] "
+        "(credentials from the connections Secret); spec.output.url overrides it per batch.",
     )
     worker_shutdown_timeout_seconds: float = Field(
         default=25.0, ge=0, description="The workers' SHUTDOWN_TIMEOUT_SECONDS (drain on SIGTERM)."
@@ -62,6 +69,12 @@ class OperatorSettings(CommonSettings):
         default=30, ge=0, description="ScaledObjects' cooldownPeriod before scaling to 0."
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @field_validator("worker_output_url")
+    @classmethod
+    def _output_url_parses(cls, value: str) -> str:
+        parse_location(value)
+        return value
 
     @field_validator("watch_namespace", mode="before")
     @classmethod

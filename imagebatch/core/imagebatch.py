@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from imagebatch.core.locations import LocationError, parse_bucket_url, parse_location
 from imagebatch.core.messages import Thumbnail
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -94,6 +95,11 @@ class Source(_Spec):
         return self
 
 
+OUTPUT_URL_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9!_.*'()-]+)*/?$"
+"""spec.output.url: a bucket and key prefix only (a batch may not choose a folder of the
+workers' nodes)."""
+
+
 class OutputSpec(_Spec):
     prefix: str | None = Field(
         default=None,
@@ -101,6 +107,23 @@ class OutputSpec(_Spec):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$",
         description="Folder under the workers' /data volume; default <namespace>/<name>.",
     )
+    url: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=OUTPUT_URL_PATTERN,
+        description="A bucket for this batch's thumbnails, s3://<bucket>[/<key prefix>] (the "
+        "operator's WORKER_OUTPUT_URL otherwise); the prefix goes below it.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_names_a_bucket(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_bucket_url(value)
+            except LocationError as exc:
+                raise ValueError(str(exc)) from exc
+        return value
 
 
 class WorkersSpec(_Spec):
@@ -297,6 +320,8 @@ class RunSpec:
     only_unprocessed: bool
     operations: tuple[Thumbnail, ...]
     output_prefix: str
+    output_url: str | None
+    """spec.output.url (an s3:// URL), or None for the operator's WORKER_OUTPUT_URL."""
     concurrency: int
     prefetch: int
     min_replicas: int
@@ -319,6 +344,13 @@ class RunSpec:
         if isinstance(self.max_failed, int):
             return self.max_failed
         return (total * int(self.max_failed.rstrip("%"))) // 100
+
+    def output_location(self, default_url: str) -> str:
+        """Where this batch's thumbnails are, as `status.output` says it: the output URL
+        (spec.output.url, else `default_url`, the operator's WORKER_OUTPUT_URL), then the
+        prefix, with a trailing slash."""
+        base = parse_location(self.output_url or default_url).url.rstrip("/")
+        return f"{base}/{self.output_prefix}/"
 
     def operations_json(self) -> list[dict[str, Any]]:
         """`ops` as messages carry them: full operation objects."""
@@ -348,6 +380,7 @@ def run_spec(namespace: str, name: str, spec: dict[str, Any]) -> RunSpec:
         only_unprocessed=postgres.only_unprocessed,
         operations=tuple(op.thumbnail for op in parsed.operations or ()) or DEFAULT_OPERATIONS,
         output_prefix=output or f"{namespace}/{name}",
+        output_url=parsed.output.url if parsed.output and parsed.output.url else None,
         concurrency=workers.concurrency or 8,
         prefetch=workers.prefetch or 16,
         min_replicas=workers.min_replicas if workers.min_replicas is not None else 0,

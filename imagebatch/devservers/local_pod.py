@@ -34,6 +34,10 @@ Reader = Callable[[SourceKind, str], Mapping[str, str] | None]
 PATH_SETTINGS = {"OUTPUT_DIR": "/data", "UPLOADS_DIR": "/data/uploads"}
 """The worker's path settings and their defaults (README, "The worker"). Repeated here rather
 than read from `WorkerSettings`: the supervisor only launches the worker and never imports it."""
+URL_SETTINGS = ("OUTPUT_URL", "UPLOADS_URL")
+"""The worker's location settings: a file:// value is a path like the ones above (and wins over
+them); an s3:// one is left as it is."""
+FILE_URL = "file://"
 
 ENV_FROM_REFS: tuple[tuple[SourceKind, str], ...] = (
     ("Secret", "secretRef"),
@@ -149,13 +153,20 @@ def localise_paths(
     container's own, throwaway filesystem: it maps under `ephemeral`, never onto this machine's
     real `/data` or `/app`.
     """
-    local: dict[str, str] = {}
-    for name, default in PATH_SETTINGS.items():
-        path = PurePosixPath(env.get(name) or default)
+
+    def localised(path: PurePosixPath) -> str:
         if path == mount or mount in path.parents:
-            local[name] = str(data_dir / path.relative_to(mount))
-        else:
-            local[name] = str(ephemeral / str(path).lstrip("/"))
+            return str(data_dir / path.relative_to(mount))
+        return str(ephemeral / str(path).lstrip("/"))
+
+    local = {
+        name: localised(PurePosixPath(env.get(name) or default))
+        for name, default in PATH_SETTINGS.items()
+    }
+    for name in URL_SETTINGS:
+        value = env.get(name, "")
+        if value.startswith(FILE_URL):
+            local[name] = FILE_URL + localised(PurePosixPath(value.removeprefix(FILE_URL)))
     return local
 
 

@@ -4,11 +4,13 @@ TriggerAuthentication — as the operator would apply them."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from imagebatch.core.imagebatch import RunSpec, run_spec
+from imagebatch.core.locations import FileLocation
 from imagebatch.operator.children import (
     PAUSED_REPLICAS,
     created_at_zero,
@@ -128,7 +130,7 @@ def test_the_workers_are_configured_from_the_spec() -> None:
         "MAX_ATTEMPTS": "5",
         "BACKOFF_SECONDS": "0",
     }
-    assert values["OUTPUT_DIR"] == "/data"
+    assert values["OUTPUT_URL"] == "file:///data"
 
 
 def test_every_variable_the_deployment_sets_is_one_the_worker_reads_and_accepts() -> None:
@@ -138,7 +140,7 @@ def test_every_variable_the_deployment_sets_is_one_the_worker_reads_and_accepts(
     worker = WorkerSettings.model_validate({name.lower(): value for name, value in values.items()})
     assert (worker.queue, worker.routing_key, worker.concurrency) == (QUEUE, QUEUE, 8)
     assert worker.shutdown_timeout_seconds == 25.0
-    assert str(worker.output_dir) == "/data"
+    assert worker.output_location == FileLocation(Path("/data"))
 
 
 @pytest.mark.parametrize(("endpoint", "present"), [(None, False), ("http://otel:4317", True)])
@@ -170,6 +172,47 @@ def test_the_data_claim_is_mounted_at_data() -> None:
     (volume,) = pod_spec(obj)["volumes"]
     assert volume["persistentVolumeClaim"] == {"claimName": "thumbs"}
     assert container(obj)["volumeMounts"] == [{"name": volume["name"], "mountPath": "/data"}]
+
+
+def test_a_file_output_elsewhere_mounts_the_claim_there() -> None:
+    obj = worker_deployment(settings=make_settings(worker_output_url="file:///thumbs"))
+    assert env(obj)["OUTPUT_URL"] == "file:///thumbs"
+    assert container(obj)["volumeMounts"][0]["mountPath"] == "/thumbs"
+
+
+@pytest.mark.parametrize(
+    ("spec_url", "setting", "expected"),
+    [
+        (None, "s3://fleet-thumbs/out", "s3://fleet-thumbs/out"),
+        ("s3://team-bucket", "file:///data", "s3://team-bucket"),
+        ("s3://team-bucket/a/b", "s3://fleet-thumbs", "s3://team-bucket/a/b"),
+    ],
+)
+def test_a_bucket_output_mounts_no_volume_so_workers_can_run_on_any_node(
+    spec_url: str | None, setting: str, expected: str
+) -> None:
+    obj = worker_deployment(
+        make_spec(output_url=spec_url), make_settings(worker_output_url=setting)
+    )
+    assert env(obj)["OUTPUT_URL"] == expected
+    assert "volumes" not in pod_spec(obj)
+    assert "volumeMounts" not in container(obj)
+    assert container(obj)["envFrom"] == [{"secretRef": {"name": "imagebatch-connections"}}]
+
+
+@pytest.mark.parametrize(
+    ("spec_url", "setting", "prefix", "expected"),
+    [
+        (None, "file:///data", None, "file:///data/photos/holiday/"),
+        (None, "s3://fleet/thumbs/", None, "s3://fleet/thumbs/photos/holiday/"),
+        ("s3://team", "file:///data", "summer", "s3://team/summer/"),
+    ],
+)
+def test_status_output_says_where_the_thumbnails_are(
+    spec_url: str | None, setting: str, prefix: str | None, expected: str
+) -> None:
+    spec = make_spec(output_url=spec_url, **({"output_prefix": prefix} if prefix else {}))
+    assert spec.output_location(setting) == expected
 
 
 def test_both_probes_ask_the_workers_metrics_port() -> None:
