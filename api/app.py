@@ -32,7 +32,10 @@ from imagebatch.api.metrics import ApiMetrics, MetricsMiddleware
 from imagebatch.api.publisher import Publisher
 from imagebatch.api.settings import ApiSettings
 from imagebatch.core.db import create_pool, migrate
+from imagebatch.core.errors import DependencyDown
+from imagebatch.core.objectstore import Buckets
 from imagebatch.core.startup import retry_until
+from imagebatch.core.stores import open_store
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +88,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
         batches = BatchClient(settings)
         try:
             await publisher.start()
-            app.state.services = Services(settings, pool, publisher, metrics, batches)
+            buckets = Buckets(settings)
+            app.state.services = Services(
+                settings,
+                pool,
+                publisher,
+                metrics,
+                batches,
+                outputs=open_store(settings.output_location, buckets),
+                uploads=open_store(settings.uploads_location, buckets, what="uploads"),
+                buckets=buckets,
+            )
             yield
         finally:
             app.state.services = None
@@ -110,6 +123,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     for error in DATABASE_DOWN:
         app.add_exception_handler(error, on_database_down)
+
+    async def on_dependency_down(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(503, str(exc), headers={"Retry-After": "5"})
+
+    app.add_exception_handler(DependencyDown, on_dependency_down)
 
     app.include_router(routes_ops.router)
     app.include_router(routes_tasks.build_router(settings))

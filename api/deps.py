@@ -13,6 +13,8 @@ from imagebatch.api.kube import BatchClient
 from imagebatch.api.metrics import ApiMetrics
 from imagebatch.api.publisher import Publisher
 from imagebatch.api.settings import ApiSettings
+from imagebatch.core.objectstore import Buckets
+from imagebatch.core.stores import Store
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,12 @@ class Services:
     publisher: Publisher
     metrics: ApiMetrics
     batches: BatchClient
+    outputs: Store
+    """Where workers write thumbnails (OUTPUT_URL)."""
+    uploads: Store
+    """Where uploaded originals go (UPLOADS_URL)."""
+    buckets: Buckets
+    """Clients of the buckets outputs name (a batch's spec.output.url may differ from ours)."""
 
 
 def get_services(request: Request) -> Services:

@@ -2,7 +2,9 @@
 
 Ids are job ids: seed rows (`images.id`), tasks and uploads alike. A seed row that was never
 enqueued still answers (as pending, or completed when the seed's own worker processed it).
-Thumbnails are served from OUTPUT_DIR through a path that must stay inside it.
+Thumbnails are served from where the worker wrote them: a file through a path that must stay
+inside the output folder, an object (`s3://…`) streamed from its bucket through the api, so
+browsers never need to reach the store.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.responses import Response
 
 from imagebatch.api import store
 from imagebatch.api.deps import ServicesDep
@@ -19,6 +22,14 @@ from imagebatch.api.errors import NotFound, responses
 from imagebatch.api.models import Job, OutputFile, RecentJobs
 from imagebatch.api.routes_tasks import JobId
 from imagebatch.core.imagetypes import content_type_for
+from imagebatch.core.locations import (
+    OBJECT_SCHEME,
+    BucketLocation,
+    FileLocation,
+    LocationError,
+    parse_object_url,
+)
+from imagebatch.core.stores import ObjectStore, Opened
 
 router = APIRouter(tags=["images"])
 
@@ -40,16 +51,17 @@ async def find_job(services: ServicesDep, image_id: str) -> Job:
     if image_id.isdigit() and len(image_id) <= 18:
         seed = await store.get_seed_image(services.pool, int(image_id))
         if seed is not None:
-            return seed_view(
-                seed["id"], seed["url"], seed["processed"], services.settings.output_dir
-            )
+            location = services.outputs.location
+            folder = location.root if isinstance(location, FileLocation) else None
+            return seed_view(seed["id"], seed["url"], seed["processed"], folder)
     raise NotFound(f"no image or job with id {image_id!r}")
 
 
-def seed_view(image_id: int, url: str, processed: bool, output_dir: Path) -> Job:
-    """A seed row without a job: pending, or completed by the seed's worker (`<id>.jpg`)."""
+def seed_view(image_id: int, url: str, processed: bool, output_dir: Path | None) -> Job:
+    """A seed row without a job: pending, or completed by the seed's worker (`<id>.jpg`, in
+    the output folder: the seed's worker knew no buckets)."""
     legacy = f"{image_id}.jpg"
-    path = inside(output_dir, legacy)
+    path = inside(output_dir, legacy) if output_dir is not None else None
     done = processed and path is not None and path.is_file()
     return Job(
         id=str(image_id),
@@ -94,7 +106,7 @@ async def get_image(image_id: JobId, services: ServicesDep) -> Job:
 @router.get(
     "/images/{image_id}/thumbnail",
     operation_id="getThumbnail",
-    response_class=FileResponse,
+    response_class=Response,
     responses={
         200: {
             "description": "The thumbnail's bytes.",
@@ -110,7 +122,7 @@ async def get_thumbnail(
     index: Annotated[
         int, Query(ge=0, le=7, description="Which output, for jobs with several operations.")
     ] = 0,
-) -> FileResponse:
+) -> Response:
     """The bytes of the job's output with its content type; 404 until the job has completed."""
     job = await find_job(services, image_id)
     if job.status != "completed":
@@ -124,11 +136,26 @@ async def get_thumbnail(
             f"job {image_id!r} has {len(job.outputs)} output(s); index {index} is out of range"
         )
     output = job.outputs[index]
-    path = inside(services.settings.output_dir, output.path)
+    media_type = content_type_for(output.path)
+    headers = {"Cache-Control": "public, max-age=3600"}
+    if output.path.startswith(OBJECT_SCHEME):
+        opened = await open_object(services, output.path)
+        if opened is None:
+            raise NotFound(f"the thumbnail of {image_id!r} is missing from {output.path}")
+        headers["Content-Length"] = str(opened.size)
+        return StreamingResponse(opened.chunks, media_type=media_type, headers=headers)
+    location = services.outputs.location
+    path = inside(location.root, output.path) if isinstance(location, FileLocation) else None
     if path is None or not path.is_file():
-        raise NotFound(f"the thumbnail file of {image_id!r} is missing from OUTPUT_DIR")
-    return FileResponse(
-        path,
-        media_type=content_type_for(output.path),
-        headers={"Cache-Control": "public, max-age=3600"},
-    )
+        raise NotFound(f"the thumbnail file of {image_id!r} is missing from the output folder")
+    return FileResponse(path, media_type=media_type, headers=headers)
+
+
+async def open_object(services: ServicesDep, url: str) -> Opened | None:
+    """A streaming read of the object an output names (in whichever bucket that is)."""
+    try:
+        ref = parse_object_url(url)
+    except LocationError:
+        return None
+    store = ObjectStore(BucketLocation(ref.bucket), services.buckets)
+    return await store.open(ref.key)

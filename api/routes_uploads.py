@@ -1,4 +1,5 @@
-"""POST /uploads: an original sent by a person, stored on the shared volume and queued.
+"""POST /uploads: an original sent by a person, stored at UPLOADS_URL (a shared folder or a
+bucket) and queued.
 
 The type comes from the file's magic bytes (and Pillow must be able to read its header), the
 stored name from the new id (`<id>.<ext>`), never from the client. The size limit is enforced
@@ -9,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import tempfile
+import io
 import unicodedata
 import uuid
-from pathlib import Path
 from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, File, Response, UploadFile
@@ -25,14 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from imagebatch.api import store
 from imagebatch.api.deps import ServicesDep
 from imagebatch.api.errors import (
-    DependencyUnavailable,
     PayloadTooLarge,
     UnsupportedMedia,
     problem_response,
     responses,
 )
 from imagebatch.api.models import UploadAccepted
-from imagebatch.api.publisher import PublishFailed
 from imagebatch.api.routes_tasks import job_links
 from imagebatch.core.imagetypes import ACCEPTED, SNIFF_BYTES, ImageType, sniff
 from imagebatch.core.jobs import mark_published
@@ -78,6 +74,11 @@ class UploadLimitMiddleware:
         await self.app(scope, counted, send)
 
 
+def read_all(source: BinaryIO) -> bytes:
+    source.seek(0)
+    return source.read()
+
+
 def clean_filename(name: str | None) -> str | None:
     """The client's file name, fit for display and storage (no control characters, ≤ 255)."""
     if not name:
@@ -87,27 +88,10 @@ def clean_filename(name: str | None) -> str | None:
     return text[:255] or None
 
 
-def store_original(source: BinaryIO, folder: Path, name: str) -> Path:
-    """Copy the upload to `folder/name` atomically (a reader never sees half a file)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
-    source.seek(0)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".incoming-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            shutil.copyfileobj(source, out, 1024 * 1024)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return target
-
-
-def readable_header(path: Path, kind: ImageType) -> str | None:
+def readable_header(data: bytes, kind: ImageType) -> str | None:
     """None when Pillow reads the header as `kind`, else why not."""
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
     except Image.DecompressionBombError as exc:
         return f"the image has too many pixels: {exc}"
@@ -134,7 +118,7 @@ async def create_upload(
     response: Response,
     services: ServicesDep,
 ) -> UploadAccepted:
-    """Store the original as `<UPLOADS_DIR>/<id>.<ext>`, record it, publish its job."""
+    """Store the original as `<id>.<ext>` at UPLOADS_URL, record it, publish its job."""
     settings = services.settings
     head = await file.read(SNIFF_BYTES)
     size = file.size if file.size is not None else len(head)
@@ -147,14 +131,12 @@ async def create_upload(
         raise UnsupportedMedia(f"{what}; accepted types (recognised by content): {names}")
     upload_id = str(uuid.uuid4())
     name = f"{upload_id}.{kind.extension}"
-    try:
-        path = await asyncio.to_thread(store_original, file.file, settings.uploads_dir, name)
-    except OSError as exc:
-        raise DependencyUnavailable(f"cannot store the upload under UPLOADS_DIR: {exc}") from exc
-    problem = await asyncio.to_thread(readable_header, path, kind)
+    # Bounded by MAX_UPLOAD_BYTES (checked above and while the body streamed in).
+    data = await asyncio.to_thread(read_all, file.file)
+    problem = await asyncio.to_thread(readable_header, data, kind)
     if problem is not None:
-        path.unlink(missing_ok=True)
         raise UnsupportedMedia(problem)
+    await services.uploads.put_new(name, data, kind.content_type)
     record = store.UploadRecord(
         id=upload_id,
         url=f"{UPLOAD_SCHEME}{name}",
@@ -167,12 +149,12 @@ async def create_upload(
         await store.insert_upload(services.pool, record)
         job = ImageJob.model_validate({"url": record.url, "ops": ["thumbnail"], "id": upload_id})
         await services.publisher.publish([job])
-    except PublishFailed:
-        await store.delete_job(services.pool, upload_id)
-        path.unlink(missing_ok=True)
-        raise
     except BaseException:
-        path.unlink(missing_ok=True)
+        # Nothing is kept for an upload that was not queued (its id was never handed out).
+        with contextlib.suppress(Exception):
+            await services.uploads.delete(name)
+        with contextlib.suppress(Exception):
+            await store.delete_job(services.pool, upload_id)
         raise
     await mark_published(services.pool, [upload_id])
     services.metrics.jobs_accepted.labels("upload").inc()

@@ -83,6 +83,10 @@ class Store(Protocol):
         """The size of `key`, or None when it is missing."""
         ...
 
+    async def delete(self, key: str) -> None:
+        """Remove `key` (nothing happens when it is missing)."""
+        ...
+
     async def probe(self) -> None:
         """Raise DependencyDown unless the store can be used right now."""
         ...
@@ -191,6 +195,12 @@ class FileStore:
             raise self._down(exc) from exc
         return stat.st_size if path.is_file() else None
 
+    async def delete(self, key: str) -> None:
+        try:
+            await asyncio.to_thread(self.path(key).unlink, missing_ok=True)
+        except OSError as exc:
+            raise self._down(exc) from exc
+
     async def probe(self) -> None:
         root = self.location.root
         try:
@@ -276,6 +286,13 @@ class ObjectStore:
                 return None
             raise self._down(exc) from exc
         return int(meta["size"])
+
+    async def delete(self, key: str) -> None:
+        try:
+            await obstore.delete_async(self.client, self._key(key))
+        except OBSTORE_ERRORS as exc:
+            if not is_missing_key(exc):
+                raise self._down(exc) from exc
 
     async def probe(self) -> None:
         """One small LIST under the prefix: it fails for a missing bucket, refused credentials
