@@ -1,8 +1,8 @@
 """Fixtures every test folder shares: real servers and fresh, isolated resources on them.
 
-Servers are session-scoped (one PostgreSQL, one RabbitMQ, one Kubernetes API server per run);
-each test gets its own database and its own exchange/queue names on them, so tests never see each
-other's data.
+Servers are session-scoped (one PostgreSQL, one RabbitMQ, one Kubernetes API server, one S3
+server per run); each test gets its own database, its own exchange/queue names and its own bucket
+on them, so tests never see each other's data.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 
 from imagebatch.core.db import apply_migrations
 from imagebatch.core.settings import CommonSettings
+from imagebatch.devservers.s3 import S3Server
 from tests.support import servers
 from tests.support.k8s import kube_cluster, namespace  # noqa: F401  (fixture re-exports)
 from tests.support.keda import (  # noqa: F401  (fixture re-exports)
@@ -44,6 +45,19 @@ def postgres_server() -> Iterator[servers.ServerHandle]:
 @pytest.fixture(scope="session")
 def rabbitmq_server() -> Iterator[servers.ServerHandle]:
     yield from servers.rabbitmq()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """The S3 server (versitygw) of the whole run; a test may stop and start it
+    (`with s3_server.stopped(): …`), which keeps its objects, port and credentials."""
+    yield from servers.s3()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A fresh, empty bucket of this test alone on the session's S3 server."""
+    return s3_server.create_bucket(f"test-{uuid.uuid4().hex[:12]}")
 
 
 def _with_database(url: str, database: str) -> str:

@@ -1,5 +1,6 @@
 """Session-wide real servers for the suite: an existing one when the environment names it
-(`DATABASE_URL`, `RABBIT_URL`, `KUBECONFIG`), else a throwaway local process."""
+(`DATABASE_URL`, `RABBIT_URL`, `KUBECONFIG`), else a throwaway local process. The S3 server is
+always a local process: tests stop and start it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imagebatch.devservers.s3 import S3Server
 
 STARTUP_SECONDS: dict[str, float] = {}
 """How long each local server took to become ready; printed at the end of the run."""
@@ -51,3 +56,11 @@ def rabbitmq() -> Iterator[ServerHandle]:
             started_here=True,
             extra={"management_url": server.management_url},
         )
+
+
+def s3() -> Iterator[S3Server]:
+    from imagebatch.devservers.s3 import S3Server
+
+    with S3Server() as server:
+        STARTUP_SECONDS["versitygw"] = server.startup_seconds
+        yield server
