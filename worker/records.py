@@ -20,19 +20,21 @@ from typing import Any, Literal
 
 import asyncpg
 
-from imagebatch.core.errors import TransientError
+from imagebatch.core.dependencies import DB_ERRORS
+from imagebatch.core.errors import DependencyDown
 from imagebatch.core.jobs import job_kind
 from imagebatch.core.messages import ImageJob
 from imagebatch.worker import batching
 
 log = logging.getLogger(__name__)
 
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
+class RecordError(DependencyDown):
+    """PostgreSQL did not take a write: the database is down for us. Not the job's fault: the
+    message goes back to the queue without spending an attempt."""
 
-class RecordError(TransientError):
-    """PostgreSQL did not take a write. Not the job's fault: the message goes back to the queue
-    without spending an attempt."""
+    def __init__(self, reason: str) -> None:
+        super().__init__("database", reason)
 
 
 @dataclass(frozen=True)

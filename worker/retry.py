@@ -17,7 +17,6 @@ it into and the time it failed.
 from __future__ import annotations
 
 import datetime as dt
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,8 +62,10 @@ def copy_message(
 
 
 class Redelivery:
-    """Publishes retries and dead letters on the consumer's confirm channel, so each returns
-    only once the broker holds the new copy (and the caller may then ack the original)."""
+    """Publishes delayed copies and dead letters on the consumer's confirm channel, so each
+    returns only once the broker holds the new copy (and the caller may then ack the original).
+    How long to wait and with which attempt number is decided elsewhere
+    (`imagebatch.worker.disposition`); this only carries it out."""
 
     def __init__(
         self,
@@ -73,27 +74,27 @@ class Redelivery:
         work_queue: str,
         backoff: Backoff,
         *,
-        rng: random.Random | None = None,
+        longest: float | None = None,
     ) -> None:
         self._channel = channel
         self._dlx = dead_letter_exchange
         self._work_queue = work_queue
         self.backoff = backoff
-        self._rng = rng or random.Random()
+        self.longest = longest
+        """The longest wait beyond the backoff's cap (a throttling origin's Retry-After)."""
 
-    async def retry(
-        self, message: AbstractIncomingMessage, failed_attempt: int, *, at_least: float | None
-    ) -> float:
-        """Send the message back after a backoff, as attempt `failed_attempt + 1`; returns the
-        delay chosen."""
-        delay = self.backoff.delay(failed_attempt, at_least=at_least, rng=self._rng)
-        await self.defer(message, attempt=failed_attempt + 1, delay=delay)
-        return delay
-
-    async def defer(self, message: AbstractIncomingMessage, *, attempt: int, delay: float) -> None:
+    async def defer(
+        self,
+        message: AbstractIncomingMessage,
+        *,
+        attempt: int,
+        delay: float,
+        throttles: int | None = None,
+    ) -> None:
         """Send the message back to the work queue after `delay` seconds, as attempt `attempt`
-        (the same number when nothing was tried, e.g. another delivery held the job)."""
-        ttl_ms = ttl_ms_of(self.backoff.tier(delay))
+        (the same number when nothing was tried, e.g. another delivery held the job), with
+        `throttles` throttling waits recorded (unchanged when None)."""
+        ttl_ms = ttl_ms_of(self.backoff.tier(delay, longest=self.longest))
         name = delay_queue_name(self._work_queue, ttl_ms)
         await self._channel.declare_queue(
             name,
@@ -108,6 +109,8 @@ class Redelivery:
         carried = carried_headers(message)
         carried[h.ATTEMPT] = attempt
         carried[h.QUEUE] = self._work_queue
+        if throttles is not None:
+            carried[h.THROTTLES] = throttles
         copy = copy_message(message, carried, expiration=max(0.001, min(delay, ttl_ms / 1000)))
         await self._channel.default_exchange.publish(copy, routing_key=name, mandatory=True)
 

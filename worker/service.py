@@ -15,11 +15,11 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from aio_pika.abc import AbstractRobustConnection
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from opentelemetry.sdk.trace import TracerProvider
 
 from imagebatch.core.broker import connect
 from imagebatch.core.db import create_pool, migrate
+from imagebatch.core.dependencies import BROKER_ERRORS, DB_ERRORS
 from imagebatch.core.startup import retry_until
 from imagebatch.worker.address_guard import AddressGuard
 from imagebatch.worker.consumer import Consumer
@@ -28,7 +28,7 @@ from imagebatch.worker.group_writer import GroupWriter
 from imagebatch.worker.health import HealthServer
 from imagebatch.worker.metrics import WorkerMetrics
 from imagebatch.worker.pipeline import Pipeline
-from imagebatch.worker.records import DB_ERRORS, JobRecords
+from imagebatch.worker.records import JobRecords
 from imagebatch.worker.settings import WorkerSettings
 from imagebatch.worker.storage import Storage
 from imagebatch.worker.tracing import trace_client
@@ -43,7 +43,7 @@ async def _close_connection(connection: AbstractRobustConnection) -> None:
     try:
         async with asyncio.timeout(10):
             await connection.close()
-    except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+    except BROKER_ERRORS as exc:
         log.warning("broker connection did not close cleanly: %r", exc)
 
 
@@ -66,6 +66,7 @@ class WorkerService:
             port=settings.metrics_port,
             registry=self.metrics.registry,
             ready=self.ready,
+            reason=self.not_ready_because,
         )
         self.consumer: Consumer | None = None
         self._resources = contextlib.AsyncExitStack()
@@ -74,7 +75,19 @@ class WorkerService:
         self._stopping = False
 
     def ready(self) -> bool:
-        return not self._stopping and self.consumer is not None and self.consumer.consuming
+        return self.not_ready_because() is None
+
+    def not_ready_because(self) -> str | None:
+        """Why the worker is not ready (None: it is)."""
+        if self._stopping:
+            return "stopping"
+        if self.consumer is None:
+            return "starting"
+        if not self.consumer.consuming:
+            return "not consuming: the broker connection is down or being restored"
+        if self.consumer.dependency_down is not None:
+            return str(self.consumer.dependency_down)
+        return None
 
     async def start(self) -> None:
         settings = self.settings
@@ -137,7 +150,7 @@ class WorkerService:
         connection = await retry_until(
             "RabbitMQ",
             lambda: connect(settings.rabbit_url),
-            CONNECTION_EXCEPTIONS,
+            BROKER_ERRORS,
             settings.startup_timeout_seconds,
         )
         resources.push_async_callback(_close_connection, connection)
