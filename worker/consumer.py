@@ -6,7 +6,8 @@ the disposition it gets — ack; retry after a delay (an attempt spent); wait wi
 attempt (a throttling origin, another delivery holding the job); dead-letter with a code; or
 requeue after a pause because a dependency of ours is down. Carrying one out can itself find a
 dependency down (PostgreSQL refusing the record, the broker the publish): that is decided again,
-as a requeue.
+as a requeue. A delivery that claimed the job (its row counted an attempt) and then spent none —
+a wait, a requeue — gives the count back and shows the job `pending` with why.
 
 Each outcome is recorded in PostgreSQL first and the new copy confirmed by the broker before the
 original is acked, so a crash at any point means a redelivery, never a loss. Processing runs in
@@ -21,6 +22,7 @@ been acked since — `dependency_down` says which and why, for `/readyz`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -225,10 +227,10 @@ class Consumer:
             result = exc
         disposition = self._decide(result, message)
         try:
-            await self._carry_out(disposition, message, job_id, attempt)
+            await self._carry_out(disposition, message, job_id, attempt, timeline)
         except DependencyDown as exc:  # recording or publishing it found one of ours down
             disposition = self._decide(exc, message)
-            await self._carry_out(disposition, message, job_id, attempt)
+            await self._carry_out(disposition, message, job_id, attempt, timeline)
         if isinstance(disposition, Ack):
             timeline.mark("ack")
         return disposition.label
@@ -248,9 +250,12 @@ class Consumer:
         message: AbstractIncomingMessage,
         job_id: str | None,
         attempt: int,
+        timeline: Timeline,
     ) -> None:
         """Do what `disposition` says; raises DependencyDown (nothing acked) when PostgreSQL or
         the broker refuses its part."""
+        if isinstance(disposition, Wait | Requeue) and timeline.attempted and job_id is not None:
+            await self._give_back(disposition, job_id, timeline)
         match disposition:
             case Ack(status=status):
                 (self.metrics.duplicates if status == "duplicate" else self.metrics.processed).inc()
@@ -294,13 +299,12 @@ class Consumer:
                 self.metrics.failed.labels(code=code).inc()
                 await self._ack(message)
             case Requeue(pause=pause, dependency=dependency, reason=reason):
-                log.warning(
-                    "%s unavailable, returning message %s: %s",
-                    dependency,
-                    message.message_id,
-                    reason,
-                )
                 self.dependency_down = DependencyDown(dependency, reason)
+                log.warning(
+                    "returning message %s to the queue: %s",
+                    message.message_id,
+                    self.dependency_down,
+                )
                 self.metrics.dependency_errors.labels(dependency=dependency).inc()
                 self.metrics.requeued.inc()
                 await asyncio.sleep(pause)
@@ -310,6 +314,23 @@ class Consumer:
                     log.info("nack lost (%r); the broker requeues the message itself", exc)
             case _:
                 assert_never(disposition)
+
+    async def _give_back(
+        self, disposition: Wait | Requeue, job_id: str, timeline: Timeline
+    ) -> None:
+        """The job's row counted an attempt when this delivery claimed it; this one spends
+        none, so give it back (and show the job pending, with why). With PostgreSQL down
+        there is nobody to tell: the row keeps the count."""
+        reason = disposition.reason
+        if isinstance(disposition, Requeue):
+            if disposition.dependency == "database":
+                return
+            reason = str(DependencyDown(disposition.dependency, disposition.reason))
+            with contextlib.suppress(DependencyDown):
+                await self.records.unspend(job_id, reason)
+        else:
+            await self.records.unspend(job_id, reason)
+        timeline.attempted = False
 
     async def _deferred(
         self,

@@ -156,7 +156,7 @@ def decide(
         case Outcome(status="completed" | "duplicate" as status):
             return Ack(status)
         case DependencyDown():
-            return Requeue(policy.requeue_pause, result.dependency, str(result))
+            return Requeue(policy.requeue_pause, result.dependency, result.reason)
         case PermanentError():
             return DeadLetter(result.code, result.reason)
         case Throttled() if throttles < policy.max_throttles:

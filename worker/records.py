@@ -120,6 +120,12 @@ UPDATE jobs SET status = 'failed', error = $2, completed_at = now(), updated_at 
  WHERE id = $1 AND status <> 'completed'
 """
 
+UNSPEND_SQL = """
+UPDATE jobs SET status = 'pending', attempts = greatest(attempts - 1, 0), error = $2,
+       updated_at = now()
+ WHERE id = $1 AND status <> 'completed'
+"""
+
 RETRY_SQL = """
 UPDATE jobs SET status = 'pending', error = $2, updated_at = now()
  WHERE id = $1 AND status <> 'completed'
@@ -317,6 +323,11 @@ class JobRecords:
     async def retrying(self, job_id: str, reason: str) -> None:
         """Record that the job waits for another attempt."""
         await self._update(RETRY_SQL, job_id, reason)
+
+    async def unspend(self, job_id: str, reason: str) -> None:
+        """Give back the attempt a claim counted, for a delivery that did not spend one (it
+        waits for a throttling origin, or one of our dependencies was down), and say why."""
+        await self._update(UNSPEND_SQL, job_id, reason)
 
     async def _update(self, sql: str, job_id: str, reason: str) -> None:
         try:
