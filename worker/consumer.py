@@ -136,6 +136,7 @@ class Consumer:
             topology.work_queue.name,
             self.policy.backoff,
             longest=self.policy.retry_after_max,
+            queue_type=self.settings.queue_type,
         )
         self._tag = await topology.work_queue.consume(self._on_message)
         log.info(

@@ -25,7 +25,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 
 from imagebatch.core import headers as h
 from imagebatch.core.delays import Backoff, delay_queue_name, ttl_ms_of
-from imagebatch.core.topology import DEAD_LETTER_ROUTING_KEY
+from imagebatch.core.topology import DEAD_LETTER_ROUTING_KEY, QueueType, delay_queue_arguments
 
 MAX_REASON_LENGTH = 1000
 DELAY_QUEUE_IDLE_MS = 3_600_000
@@ -75,8 +75,10 @@ class Redelivery:
         backoff: Backoff,
         *,
         longest: float | None = None,
+        queue_type: QueueType = "classic",
     ) -> None:
         self._channel = channel
+        self._queue_type: QueueType = queue_type
         self._dlx = dead_letter_exchange
         self._work_queue = work_queue
         self.backoff = backoff
@@ -99,12 +101,12 @@ class Redelivery:
         await self._channel.declare_queue(
             name,
             durable=True,
-            arguments={
-                "x-message-ttl": ttl_ms,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": self._work_queue,
-                "x-expires": ttl_ms + DELAY_QUEUE_IDLE_MS,
-            },
+            arguments=delay_queue_arguments(
+                self._queue_type,
+                ttl_ms=ttl_ms,
+                work_queue=self._work_queue,
+                idle_ms=ttl_ms + DELAY_QUEUE_IDLE_MS,
+            ),
         )
         carried = carried_headers(message)
         carried[h.ATTEMPT] = attempt
