@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from imagebatch.core.dependencies import DB_ERRORS
 from imagebatch.core.imagebatch import RunSpec, SpecInvalid, run_spec
 from imagebatch.core.jobs import BatchCounts, batch_counts
 from imagebatch.core.outages import current_outages
 from imagebatch.operator import children, conditions
-from imagebatch.operator.context import DB_ERRORS, OperatorContext
+from imagebatch.operator.context import OperatorContext
 from imagebatch.operator.progress import (
     FINISHED,
     Decision,

@@ -84,6 +84,7 @@ def worker_env(spec: RunSpec, settings: OperatorSettings) -> list[dict[str, str]
         "EXCHANGE": settings.exchange,
         "DLX": settings.dlx,
         "DLQ": settings.dlq,
+        "QUEUE_TYPE": settings.queue_type,
         "CONCURRENCY": str(spec.concurrency),
         "PREFETCH": str(spec.prefetch),
         "MAX_ATTEMPTS": str(spec.max_attempts),

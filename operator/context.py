@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from imagebatch.core.broker import connect
 from imagebatch.core.db import create_pool, migrate
+from imagebatch.core.dependencies import BROKER_ERRORS, DB_ERRORS
 from imagebatch.core.startup import retry_until
 from imagebatch.operator.kube import Kube, load_client
 from imagebatch.operator.metrics import OperatorMetrics
@@ -22,8 +22,6 @@ from imagebatch.operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-BROKER_ERRORS = (*CONNECTION_EXCEPTIONS, TimeoutError)
 STARTUP_TIMEOUT_SECONDS = 60.0
 KEDA_CRD = "scaledobjects.keda.sh"
 KEDA_RECHECK_SECONDS = 60.0

@@ -11,10 +11,11 @@ from typing import Any
 
 import kopf
 
+from imagebatch.core.dependencies import BROKER_ERRORS, DB_ERRORS
 from imagebatch.core.imagebatch import GROUP, PLURAL, VERSION, SpecInvalid, run_spec
 from imagebatch.operator import items
 from imagebatch.operator.batch import BatchRun
-from imagebatch.operator.context import BROKER_ERRORS, DB_ERRORS, OperatorContext
+from imagebatch.operator.context import OperatorContext
 from imagebatch.operator.queues import delete_queues
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,11 @@ import time
 
 from aio_pika.abc import AbstractExchange
 
+from imagebatch.core.dependencies import BROKER_ERRORS, DB_ERRORS
 from imagebatch.core.imagebatch import RunSpec
 from imagebatch.core.jobs import mark_published
 from imagebatch.operator import items
-from imagebatch.operator.context import BROKER_ERRORS, DB_ERRORS, OperatorContext
+from imagebatch.operator.context import OperatorContext
 from imagebatch.operator.progress import Problem
 from imagebatch.operator.publisher import Outcome, publish_chunk
 from imagebatch.operator.queues import ensure_queue

@@ -10,7 +10,11 @@ from collections.abc import AsyncIterator
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
-from imagebatch.core.delays import DEFAULT_BACKOFF_MAX_SECONDS, delay_queue_names
+from imagebatch.core.delays import (
+    DEFAULT_BACKOFF_MAX_SECONDS,
+    DEFAULT_RETRY_AFTER_MAX_SECONDS,
+    delay_queue_names,
+)
 from imagebatch.core.imagebatch import RunSpec
 from imagebatch.core.settings import CommonSettings
 from imagebatch.core.topology import batch_queue_name, declare_topology
@@ -54,9 +58,16 @@ async def queue_stats(connection: AbstractConnection, spec: RunSpec) -> QueueSta
 
 
 def queues_of(spec: RunSpec) -> list[str]:
-    """The batch's queue and every delay queue its workers may have made."""
+    """The batch's queue and every delay queue its workers may have made (throttling waits
+    included)."""
     queue = batch_queue_name(spec.namespace, spec.name)
-    return [queue, *delay_queue_names(queue, spec.backoff_seconds, DEFAULT_BACKOFF_MAX_SECONDS)]
+    delays = delay_queue_names(
+        queue,
+        spec.backoff_seconds,
+        DEFAULT_BACKOFF_MAX_SECONDS,
+        longest=DEFAULT_RETRY_AFTER_MAX_SECONDS,
+    )
+    return [queue, *delays]
 
 
 async def delete_queues(connection: AbstractConnection, spec: RunSpec) -> None:

@@ -1,58 +1,73 @@
-"""The broker side: consume, and the one place that maps an outcome to ack, retry or dead-letter.
+"""The broker side: consume, and carry out what `disposition.decide` made of each delivery.
 
-- completed, or a duplicate of a job already done: acked;
-- another delivery of the same job is being processed: deferred through a delay queue (no
-  attempt spent), to be acked as a duplicate later;
-- PermanentError (malformed, 4xx, not an image, bomb, blocked address): dead-lettered at once, with
-  reason, code and attempt in the headers;
-- TransientError with attempts left: re-published to a delay queue as attempt n+1, then acked;
-- TransientError with the attempts used up: dead-lettered (`retries_exhausted`);
-- an unexpected exception (a bug): treated as transient, so it cannot loop forever;
-- the database did not answer: requeued after a pause, no attempt spent.
+The consumer decides nothing about failures itself: it runs the pipeline, hands the outcome or
+the error to `decide` (the policy table is in `imagebatch.worker.disposition`) and carries out
+the disposition it gets — ack; retry after a delay (an attempt spent); wait without spending an
+attempt (a throttling origin, another delivery holding the job); dead-letter with a code; or
+requeue after a pause because a dependency of ours is down. Carrying one out can itself find a
+dependency down (PostgreSQL refusing the record, the broker the publish): that is decided again,
+as a requeue. A delivery that claimed the job (its row counted an attempt) and then spent none —
+a wait, a requeue — gives the count back and shows the job `pending` with why.
 
 Each outcome is recorded in PostgreSQL first and the new copy confirmed by the broker before the
 original is acked, so a crash at any point means a redelivery, never a loss. Processing runs in
 tasks of our own rather than aiormq's consumer tasks: closing a channel (a broker restart) cancels
 those, and a job half-way through should finish and let its ack fail harmlessly instead — the
 redelivered copy is then recognised as done.
+
+While a dependency is down — the last delivery that ended in a requeue said so, and none has
+been acked since — `dependency_down` says which and why, for `/readyz`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, assert_never
 
 from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from imagebatch.core.delays import Backoff
-from imagebatch.core.errors import PermanentError, TransientError
-from imagebatch.core.headers import attempt_of
+from imagebatch.core.dependencies import BROKER_ERRORS
+from imagebatch.core.errors import DependencyDown, ImageBatchError
+from imagebatch.core.headers import attempt_of, throttles_of
 from imagebatch.core.messages import SAFE_ID, decode_job
 from imagebatch.core.telemetry import extract_context
 from imagebatch.core.topology import declare_topology
+from imagebatch.worker.disposition import (
+    Ack,
+    DeadLetter,
+    Disposition,
+    Policy,
+    Requeue,
+    RetryAfter,
+    Wait,
+    decide,
+)
 from imagebatch.worker.metrics import WorkerMetrics
-from imagebatch.worker.pipeline import Pipeline
-from imagebatch.worker.records import JobRecords, RecordError
+from imagebatch.worker.outages import OutageReporter
+from imagebatch.worker.pipeline import Outcome, Pipeline
+from imagebatch.worker.records import JobRecords
 from imagebatch.worker.retry import Redelivery
 from imagebatch.worker.settings import WorkerSettings
 from imagebatch.worker.timeline import PHASES, Timeline
 
 log = logging.getLogger(__name__)
 
-BROKER_ERRORS = (*CONNECTION_EXCEPTIONS, TimeoutError)
+OUTPUT_DEPENDENCIES = frozenset({"output store", "disk"})
+"""Outages that stop a batch's thumbnails from being stored (its Degraded/OutputUnavailable)."""
+
 PUBLISH_TIMEOUT = 30.0
-MIN_REQUEUE_PAUSE = 0.05
 
 
 def job_id_hint(body: bytes) -> str | None:
@@ -77,8 +92,11 @@ class Consumer:
         records: JobRecords,
         metrics: WorkerMetrics,
         tracer: trace.Tracer | None = None,
+        outages: OutageReporter | None = None,
     ) -> None:
         self.settings = settings
+        self.outages = outages
+        """Where a batch's outages of our output store or disk are told to the operator."""
         self.pipeline = pipeline
         self.records = records
         self.metrics = metrics
@@ -88,9 +106,9 @@ class Consumer:
         self._tag: str | None = None
         self._redelivery: Redelivery | None = None
         self._tracer = tracer
-        # A database outage is not the job's fault and says nothing about the backoff the batch
-        # asked for: even `BACKOFF_SECONDS=0` pauses a little rather than spin on redeliveries.
-        self.requeue_pause = min(5.0, max(settings.backoff_seconds, MIN_REQUEUE_PAUSE))
+        self.policy = Policy.from_settings(settings)
+        self.dependency_down: DependencyDown | None = None
+        """The last outage of ours a delivery met, until a delivery is acked again."""
         self._rng = random.Random()
         self._phase_seconds = {
             phase: metrics.phase_duration.labels(phase=phase) for phase in PHASES
@@ -123,7 +141,9 @@ class Consumer:
             channel,
             topology.dead_letter_exchange,
             topology.work_queue.name,
-            Backoff(base=self.settings.backoff_seconds, cap=self.settings.backoff_max_seconds),
+            self.policy.backoff,
+            longest=self.policy.retry_after_max,
+            queue_type=self.settings.queue_type,
         )
         self._tag = await topology.work_queue.consume(self._on_message)
         log.info(
@@ -203,119 +223,153 @@ class Consumer:
     async def _dispatch(self, message: AbstractIncomingMessage, timeline: Timeline) -> str:
         attempt = attempt_of(message.headers)
         job_id = job_id_hint(message.body)
+        batch: str | None = None
+        result: Outcome | Exception
         try:
             job = decode_job(message.body)
-            job_id = job.id
+            job_id, batch = job.id, job.batch
             trace.get_current_span().set_attribute("imagebatch.job.id", job.id)
-            outcome = await self.pipeline.process(job, timeline)
-        except RecordError as exc:
-            return await self._requeue(message, exc)
-        except PermanentError as exc:
-            return await self._dead_letter(message, job_id, exc.reason, exc.code, attempt)
-        except TransientError as exc:
-            return await self._retry_or_give_up(message, job_id, exc.reason, exc.delay, attempt)
+            result = await self.pipeline.process(job, timeline)
         except Exception as exc:
-            log.exception("unexpected error on message %s", message.message_id)
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-            return await self._retry_or_give_up(message, job_id, reason, None, attempt)
-        if outcome.status == "busy":
-            return await self._defer_busy(message, job_id, attempt)
-        if outcome.status == "duplicate":
-            self.metrics.duplicates.inc()
-        else:
-            self.metrics.processed.inc()
-        await self._ack(message)
-        timeline.mark("ack")
-        return outcome.status
-
-    async def _defer_busy(
-        self, message: AbstractIncomingMessage, job_id: str | None, attempt: int
-    ) -> str:
-        """Another delivery of this job is being processed: look again later (no attempt is
-        spent), when it will most likely be done and this copy acked as a duplicate."""
-        assert self._redelivery is not None
-        delay = self._redelivery.backoff.delay(1, rng=self._rng)
+            if not isinstance(exc, ImageBatchError):
+                log.exception("unexpected error on message %s", message.message_id)
+            result = exc
+        disposition = self._decide(result, message)
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT):
-                await self._redelivery.defer(message, attempt=attempt, delay=delay)
-        except BROKER_ERRORS as exc:
-            return await self._return(message, f"defer publish failed: {exc!r}")
-        log.info("job %s is being processed by another delivery; looking again later", job_id)
-        await self._ack(message)
-        return "busy"
+            await self._carry_out(disposition, message, job_id, attempt, timeline)
+        except DependencyDown as exc:  # recording or publishing it found one of ours down
+            disposition = self._decide(exc, message)
+            await self._carry_out(disposition, message, job_id, attempt, timeline)
+        if isinstance(disposition, Ack):
+            timeline.mark("ack")
+        if self.outages is not None:
+            await self._tell_outages(batch, disposition)
+        return disposition.label
 
-    async def _retry_or_give_up(
+    async def _tell_outages(self, batch: str | None, disposition: Disposition) -> None:
+        """The batch waits on our output store or disk (the operator shows it Degraded), or
+        that wait is over."""
+        assert self.outages is not None
+        if isinstance(disposition, Requeue) and disposition.dependency in OUTPUT_DEPENDENCIES:
+            await self.outages.down(batch, disposition.dependency, disposition.reason)
+        elif isinstance(disposition, Ack):
+            await self.outages.up(batch)
+
+    def _decide(self, result: Outcome | Exception, message: AbstractIncomingMessage) -> Disposition:
+        return decide(
+            result,
+            attempt=attempt_of(message.headers),
+            throttles=throttles_of(message.headers),
+            policy=self.policy,
+            rng=self._rng,
+        )
+
+    async def _carry_out(
         self,
+        disposition: Disposition,
         message: AbstractIncomingMessage,
         job_id: str | None,
-        reason: str,
-        delay: float | None,
         attempt: int,
-    ) -> str:
-        if attempt >= self.settings.max_attempts:
-            return await self._dead_letter(
-                message,
-                job_id,
-                f"gave up after {attempt} attempts: {reason}",
-                "retries_exhausted",
-                attempt,
-            )
-        assert self._redelivery is not None
-        try:
-            if job_id is not None:
-                await self.records.retrying(job_id, reason)
-            async with asyncio.timeout(PUBLISH_TIMEOUT):
-                chosen = await self._redelivery.retry(message, attempt, at_least=delay)
-        except RecordError as exc:
-            return await self._requeue(message, exc)
-        except BROKER_ERRORS as exc:
-            return await self._return(message, f"retry publish failed: {exc!r}")
-        log.info("retrying %s in %.2fs (attempt %d failed: %s)", job_id, chosen, attempt, reason)
-        self.metrics.retried.inc()
-        await self._ack(message)
-        return "retried"
-
-    async def _dead_letter(
-        self,
-        message: AbstractIncomingMessage,
-        job_id: str | None,
-        reason: str,
-        code: str,
-        attempt: int,
-    ) -> str:
-        assert self._redelivery is not None
-        try:
-            if job_id is not None:
-                await self.records.fail(job_id, reason)
-            async with asyncio.timeout(PUBLISH_TIMEOUT):
-                await self._redelivery.dead_letter(
-                    message, reason=reason, code=code, attempt=attempt
+        timeline: Timeline,
+    ) -> None:
+        """Do what `disposition` says; raises DependencyDown (nothing acked) when PostgreSQL or
+        the broker refuses its part."""
+        if isinstance(disposition, Wait | Requeue) and timeline.attempted and job_id is not None:
+            await self._give_back(disposition, job_id, timeline)
+        match disposition:
+            case Ack(status=status):
+                (self.metrics.duplicates if status == "duplicate" else self.metrics.processed).inc()
+                self.dependency_down = None
+                await self._ack(message)
+            case RetryAfter(delay=delay, attempt=next_attempt, reason=reason):
+                if job_id is not None:
+                    await self.records.retrying(job_id, reason)
+                await self._publish(
+                    "retry", self._deferred(message, attempt=next_attempt, delay=delay)
                 )
-        except RecordError as exc:
-            return await self._requeue(message, exc)
-        except BROKER_ERRORS as exc:
-            return await self._return(message, f"dead-letter publish failed: {exc!r}")
-        log.warning("dead-lettered %s (%s): %s", job_id, code, reason)
-        self.metrics.failed.labels(code=code).inc()
-        await self._ack(message)
-        return "dead_lettered"
+                log.info(
+                    "retrying %s in %.2fs (attempt %d failed: %s)", job_id, delay, attempt, reason
+                )
+                self.metrics.retried.inc()
+                await self._ack(message)
+            case Wait(delay=delay, why=why, throttles=throttles, reason=reason):
+                await self._publish(
+                    "wait",
+                    self._deferred(message, attempt=attempt, delay=delay, throttles=throttles),
+                )
+                if why == "throttled":
+                    log.info("job %s throttled (%s); waiting %.1fs", job_id, reason, delay)
+                    self.metrics.throttled.inc()
+                else:
+                    log.info(
+                        "job %s is being processed by another delivery; looking again later", job_id
+                    )
+                await self._ack(message)
+            case DeadLetter(code=code, reason=reason):
+                if job_id is not None:
+                    await self.records.fail(job_id, reason)
+                assert self._redelivery is not None
+                await self._publish(
+                    "dead-letter",
+                    self._redelivery.dead_letter(
+                        message, reason=reason, code=code, attempt=attempt
+                    ),
+                )
+                log.warning("dead-lettered %s (%s): %s", job_id, code, reason)
+                self.metrics.failed.labels(code=code).inc()
+                await self._ack(message)
+            case Requeue(pause=pause, dependency=dependency, reason=reason):
+                self.dependency_down = DependencyDown(dependency, reason)
+                log.warning(
+                    "returning message %s to the queue: %s",
+                    message.message_id,
+                    self.dependency_down,
+                )
+                self.metrics.dependency_errors.labels(dependency=dependency).inc()
+                self.metrics.requeued.inc()
+                await asyncio.sleep(pause)
+                try:
+                    await message.nack(requeue=True)
+                except BROKER_ERRORS as exc:
+                    log.info("nack lost (%r); the broker requeues the message itself", exc)
+            case _:
+                assert_never(disposition)
 
-    async def _requeue(self, message: AbstractIncomingMessage, exc: RecordError) -> str:
-        log.warning("database unavailable, requeueing: %s", exc.reason)
-        self.metrics.requeued.inc()
-        await self._return(message, exc.reason)
-        return "requeued"
+    async def _give_back(
+        self, disposition: Wait | Requeue, job_id: str, timeline: Timeline
+    ) -> None:
+        """The job's row counted an attempt when this delivery claimed it; this one spends
+        none, so give it back (and show the job pending, with why). With PostgreSQL down
+        there is nobody to tell: the row keeps the count."""
+        reason = disposition.reason
+        if isinstance(disposition, Requeue):
+            if disposition.dependency == "database":
+                return
+            reason = str(DependencyDown(disposition.dependency, disposition.reason))
+            with contextlib.suppress(DependencyDown):
+                await self.records.unspend(job_id, reason)
+        else:
+            await self.records.unspend(job_id, reason)
+        timeline.attempted = False
 
-    async def _return(self, message: AbstractIncomingMessage, why: str) -> str:
-        """Give the message back to the broker after a pause, so a failing dependency is not
-        hammered; if the channel is gone the broker requeues it anyway."""
-        log.warning("returning message %s to the queue: %s", message.message_id, why)
-        await asyncio.sleep(self.requeue_pause)
+    async def _deferred(
+        self,
+        message: AbstractIncomingMessage,
+        *,
+        attempt: int,
+        delay: float,
+        throttles: int | None = None,
+    ) -> None:
+        assert self._redelivery is not None
+        await self._redelivery.defer(message, attempt=attempt, delay=delay, throttles=throttles)
+
+    async def _publish(self, what: str, publishing: Coroutine[Any, Any, None]) -> None:
+        """Wait for a confirmed publish; the broker failing it means the broker is down for us."""
         try:
-            await message.nack(requeue=True)
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                await publishing
         except BROKER_ERRORS as exc:
-            log.info("nack lost (%r); the broker requeues the message itself", exc)
-        return "requeued"
+            raise DependencyDown("broker", f"{what} publish failed: {exc!r}") from exc
 
     async def _ack(self, message: AbstractIncomingMessage) -> None:
         try:

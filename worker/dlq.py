@@ -1,10 +1,11 @@
 """`imagebatch dlq replay`: send dead letters back to the queue they failed in, after a fix.
 
 Each replayed copy keeps its body and trace context, loses the failure headers, starts again at
-attempt 1 and counts how often it was replayed. A dead letter is acked only once the broker
-confirmed its replayed copy, so a replay interrupted at any point loses nothing (at worst a
-message is replayed twice, which the worker handles as a duplicate). Only the messages present
-when the replay starts are taken, so a message that fails again at once is not replayed in a loop.
+attempt 1 with no throttling waits and counts how often it was replayed. A dead letter is acked
+only once the broker confirmed its replayed copy, so a replay interrupted at any point loses
+nothing (at worst a message is replayed twice, which the worker handles as a duplicate). Only
+the messages present when the replay starts are taken, so a message that fails again at once is
+not replayed in a loop.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def origin_queue(headers: Mapping[str, Any], default: str) -> str:
 def replay_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
     carried = carried_headers(message)
     carried.pop(h.ATTEMPT, None)
+    carried.pop(h.THROTTLES, None)
     carried.pop(h.QUEUE, None)
     previous = carried.get(h.REPLAYS, 0)
     carried[h.REPLAYS] = (previous if isinstance(previous, int) else 0) + 1

@@ -28,7 +28,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from imagebatch.core.errors import DependencyDown, PermanentError, TransientError
+from imagebatch.core.errors import DependencyDown, PermanentError, Throttled, TransientError
 from imagebatch.core.imagetypes import SNIFF_BYTES, describe, sniff
 from imagebatch.core.locations import OBJECT_SCHEME, BucketLocation, LocationError, parse_object_url
 from imagebatch.core.messages import UPLOAD_SCHEME
@@ -44,6 +44,8 @@ from imagebatch.worker.settings import WorkerSettings
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+THROTTLING_STATUSES = frozenset({429, 503})
+"""Answers whose Retry-After means "come back then" (waited for without spending an attempt)."""
 OK_STATUSES = frozenset({200, 203})
 
 
@@ -161,7 +163,8 @@ def _classify(
 
 class Downloader:
     """Owns the shared HTTP client; `fetch` turns every failure into a Transient- or
-    PermanentError with the cause chained."""
+    PermanentError (or `Throttled`, when the origin said when to come back) with the cause
+    chained."""
 
     def __init__(
         self,
@@ -252,8 +255,11 @@ class Downloader:
         if status in OK_STATUSES:
             return
         where = f"HTTP {status} from {response.url}"
+        delay = retry_after(response.headers.get("retry-after"))
+        if status in THROTTLING_STATUSES and delay is not None:
+            raise Throttled(f"{where}, Retry-After {delay:.0f}s", delay=delay)
         if status in RETRYABLE_STATUSES:
-            raise TransientError(where, delay=retry_after(response.headers.get("retry-after")))
+            raise TransientError(where, delay=delay)
         raise PermanentError(where, code=f"http_{status}")
 
     async def _read_body(self, response: httpx.Response) -> tuple[bytes, str]:

@@ -55,7 +55,8 @@ class GroupWriter:
 
     async def write(self, files: Sequence[File]) -> int:
         """Write `files` (one job's outputs) in the next group; how many were written (files
-        that already existed are left alone). Raises TransientError for a file that failed."""
+        that already existed are left alone). Raises the error of a file that failed:
+        TransientError, or DependencyDown when the disk is full."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((files, future))
         flushing = self._flusher is not None and not self._flusher.done()
@@ -105,7 +106,7 @@ class GroupWriter:
                 offset += len(job_files)
                 if future.done():
                     continue
-                failure = next((r for r in mine if isinstance(r, TransientError)), None)
+                failure = next((r for r in mine if not isinstance(r, bool)), None)
                 if failure is not None:
                     future.set_exception(failure)
                 else:

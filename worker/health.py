@@ -2,8 +2,9 @@
 
 `/healthz` answers while the event loop runs (a wedged loop fails the probe); `/readyz` answers
 200 only while the worker consumes — not before it has connected, not while the broker
-connection is being restored, not once SIGTERM started draining — so Kubernetes knows when it
-is doing work.
+connection is being restored, not while a dependency of ours (PostgreSQL, the output store, the
+disk) is down, not once SIGTERM started draining — so Kubernetes knows when it is doing work.
+A 503 says why in `reason`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ class HealthServer:
         port: int,
         registry: CollectorRegistry,
         ready: Callable[[], bool],
+        reason: Callable[[], str | None] | None = None,
     ) -> None:
         self._host = host
         self._port = port
         self._registry = registry
         self._ready = ready
+        self._reason = reason
         self._runner: web.AppRunner | None = None
         self.port = port
 
@@ -44,7 +47,10 @@ class HealthServer:
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         ready = self._ready()
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
+        body: dict[str, object] = {"ready": ready}
+        if not ready and self._reason is not None:
+            body["reason"] = self._reason()
+        return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         body = generate_latest(self._registry)

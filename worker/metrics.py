@@ -45,7 +45,20 @@ class WorkerMetrics:
         )
         self.requeued = Counter(
             "worker_tasks_requeued",
-            "Deliveries returned to the queue because the database did not answer.",
+            "Deliveries returned to the queue because a dependency of ours (PostgreSQL, the "
+            "broker, the output store, the disk) failed; no attempt spent.",
+            registry=self.registry,
+        )
+        self.throttled = Counter(
+            "worker_tasks_throttled",
+            "Waits for an origin that answered 429/503 with Retry-After (no attempt spent).",
+            registry=self.registry,
+        )
+        self.dependency_errors = Counter(
+            "imagebatch_worker_dependency_errors",
+            "Deliveries that found a dependency of ours down, by dependency: database, broker, "
+            "output store, disk.",
+            ["dependency"],
             registry=self.registry,
         )
         self.in_flight = Gauge(

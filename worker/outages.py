@@ -13,8 +13,8 @@ import time
 
 import asyncpg
 
+from imagebatch.core.dependencies import DB_ERRORS
 from imagebatch.core.outages import STALE_AFTER_SECONDS, clear_outages, report_outage
-from imagebatch.worker.records import DB_ERRORS
 
 log = logging.getLogger(__name__)
 

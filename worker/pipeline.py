@@ -140,6 +140,7 @@ class Pipeline:
                 return Outcome(status="busy")
             if claim.state == "completed":
                 return Outcome(status="duplicate")
+            timeline.attempted = True
             return await self._make(job, claim, timeline)
 
     async def _make(self, job: ImageJob, claim: Claim, timeline: Timeline) -> Outcome:

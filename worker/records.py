@@ -20,19 +20,21 @@ from typing import Any, Literal
 
 import asyncpg
 
-from imagebatch.core.errors import TransientError
+from imagebatch.core.dependencies import DB_ERRORS
+from imagebatch.core.errors import DependencyDown
 from imagebatch.core.jobs import job_kind
 from imagebatch.core.messages import ImageJob
 from imagebatch.worker import batching
 
 log = logging.getLogger(__name__)
 
-DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
+class RecordError(DependencyDown):
+    """PostgreSQL did not take a write: the database is down for us. Not the job's fault: the
+    message goes back to the queue without spending an attempt."""
 
-class RecordError(TransientError):
-    """PostgreSQL did not take a write. Not the job's fault: the message goes back to the queue
-    without spending an attempt."""
+    def __init__(self, reason: str) -> None:
+        super().__init__("database", reason)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,12 @@ SELECT pg_advisory_unlock(hashtextextended('imagebatch.job:' || id, 0))
 
 FAIL_SQL = """
 UPDATE jobs SET status = 'failed', error = $2, completed_at = now(), updated_at = now()
+ WHERE id = $1 AND status <> 'completed'
+"""
+
+UNSPEND_SQL = """
+UPDATE jobs SET status = 'pending', attempts = greatest(attempts - 1, 0), error = $2,
+       updated_at = now()
  WHERE id = $1 AND status <> 'completed'
 """
 
@@ -315,6 +323,11 @@ class JobRecords:
     async def retrying(self, job_id: str, reason: str) -> None:
         """Record that the job waits for another attempt."""
         await self._update(RETRY_SQL, job_id, reason)
+
+    async def unspend(self, job_id: str, reason: str) -> None:
+        """Give back the attempt a claim counted, for a delivery that did not spend one (it
+        waits for a throttling origin, or one of our dependencies was down), and say why."""
+        await self._update(UNSPEND_SQL, job_id, reason)
 
     async def _update(self, sql: str, job_id: str, reason: str) -> None:
         try:

@@ -17,7 +17,6 @@ it into and the time it failed.
 from __future__ import annotations
 
 import datetime as dt
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +25,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 
 from imagebatch.core import headers as h
 from imagebatch.core.delays import Backoff, delay_queue_name, ttl_ms_of
-from imagebatch.core.topology import DEAD_LETTER_ROUTING_KEY
+from imagebatch.core.topology import DEAD_LETTER_ROUTING_KEY, QueueType, delay_queue_arguments
 
 MAX_REASON_LENGTH = 1000
 DELAY_QUEUE_IDLE_MS = 3_600_000
@@ -63,8 +62,10 @@ def copy_message(
 
 
 class Redelivery:
-    """Publishes retries and dead letters on the consumer's confirm channel, so each returns
-    only once the broker holds the new copy (and the caller may then ack the original)."""
+    """Publishes delayed copies and dead letters on the consumer's confirm channel, so each
+    returns only once the broker holds the new copy (and the caller may then ack the original).
+    How long to wait and with which attempt number is decided elsewhere
+    (`imagebatch.worker.disposition`); this only carries it out."""
 
     def __init__(
         self,
@@ -73,41 +74,45 @@ class Redelivery:
         work_queue: str,
         backoff: Backoff,
         *,
-        rng: random.Random | None = None,
+        longest: float | None = None,
+        queue_type: QueueType = "classic",
     ) -> None:
         self._channel = channel
+        self._queue_type: QueueType = queue_type
         self._dlx = dead_letter_exchange
         self._work_queue = work_queue
         self.backoff = backoff
-        self._rng = rng or random.Random()
+        self.longest = longest
+        """The longest wait beyond the backoff's cap (a throttling origin's Retry-After)."""
 
-    async def retry(
-        self, message: AbstractIncomingMessage, failed_attempt: int, *, at_least: float | None
-    ) -> float:
-        """Send the message back after a backoff, as attempt `failed_attempt + 1`; returns the
-        delay chosen."""
-        delay = self.backoff.delay(failed_attempt, at_least=at_least, rng=self._rng)
-        await self.defer(message, attempt=failed_attempt + 1, delay=delay)
-        return delay
-
-    async def defer(self, message: AbstractIncomingMessage, *, attempt: int, delay: float) -> None:
+    async def defer(
+        self,
+        message: AbstractIncomingMessage,
+        *,
+        attempt: int,
+        delay: float,
+        throttles: int | None = None,
+    ) -> None:
         """Send the message back to the work queue after `delay` seconds, as attempt `attempt`
-        (the same number when nothing was tried, e.g. another delivery held the job)."""
-        ttl_ms = ttl_ms_of(self.backoff.tier(delay))
+        (the same number when nothing was tried, e.g. another delivery held the job), with
+        `throttles` throttling waits recorded (unchanged when None)."""
+        ttl_ms = ttl_ms_of(self.backoff.tier(delay, longest=self.longest))
         name = delay_queue_name(self._work_queue, ttl_ms)
         await self._channel.declare_queue(
             name,
             durable=True,
-            arguments={
-                "x-message-ttl": ttl_ms,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": self._work_queue,
-                "x-expires": ttl_ms + DELAY_QUEUE_IDLE_MS,
-            },
+            arguments=delay_queue_arguments(
+                self._queue_type,
+                ttl_ms=ttl_ms,
+                work_queue=self._work_queue,
+                idle_ms=ttl_ms + DELAY_QUEUE_IDLE_MS,
+            ),
         )
         carried = carried_headers(message)
         carried[h.ATTEMPT] = attempt
         carried[h.QUEUE] = self._work_queue
+        if throttles is not None:
+            carried[h.THROTTLES] = throttles
         copy = copy_message(message, carried, expiration=max(0.001, min(delay, ttl_ms / 1000)))
         await self._channel.default_exchange.publish(copy, routing_key=name, mandatory=True)
 

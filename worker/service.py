@@ -15,11 +15,11 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from aio_pika.abc import AbstractRobustConnection
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from opentelemetry.sdk.trace import TracerProvider
 
 from imagebatch.core.broker import connect
 from imagebatch.core.db import create_pool, migrate
+from imagebatch.core.dependencies import BROKER_ERRORS, DB_ERRORS
 from imagebatch.core.locations import BucketLocation, FileLocation
 from imagebatch.core.objectstore import Buckets
 from imagebatch.core.startup import retry_until
@@ -30,9 +30,10 @@ from imagebatch.worker.download import Downloader, Limits
 from imagebatch.worker.group_writer import GroupWriter
 from imagebatch.worker.health import HealthServer
 from imagebatch.worker.metrics import WorkerMetrics
+from imagebatch.worker.outages import OutageReporter
 from imagebatch.worker.outputs import FileOutputs, ObjectOutputs, Outputs
 from imagebatch.worker.pipeline import Pipeline
-from imagebatch.worker.records import DB_ERRORS, JobRecords
+from imagebatch.worker.records import JobRecords
 from imagebatch.worker.settings import WorkerSettings
 from imagebatch.worker.storage import Storage
 from imagebatch.worker.tracing import trace_client
@@ -47,7 +48,7 @@ async def _close_connection(connection: AbstractRobustConnection) -> None:
     try:
         async with asyncio.timeout(10):
             await connection.close()
-    except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
+    except BROKER_ERRORS as exc:
         log.warning("broker connection did not close cleanly: %r", exc)
 
 
@@ -75,6 +76,7 @@ class WorkerService:
             port=settings.metrics_port,
             registry=self.metrics.registry,
             ready=self.ready,
+            reason=self.not_ready_because,
         )
         self.consumer: Consumer | None = None
         self._resources = contextlib.AsyncExitStack()
@@ -83,7 +85,19 @@ class WorkerService:
         self._stopping = False
 
     def ready(self) -> bool:
-        return not self._stopping and self.consumer is not None and self.consumer.consuming
+        return self.not_ready_because() is None
+
+    def not_ready_because(self) -> str | None:
+        """Why the worker is not ready (None: it is)."""
+        if self._stopping:
+            return "stopping"
+        if self.consumer is None:
+            return "starting"
+        if not self.consumer.consuming:
+            return "not consuming: the broker connection is down or being restored"
+        if self.consumer.dependency_down is not None:
+            return str(self.consumer.dependency_down)
+        return None
 
     async def start(self) -> None:
         settings = self.settings
@@ -142,11 +156,18 @@ class WorkerService:
         connection = await retry_until(
             "RabbitMQ",
             lambda: connect(settings.rabbit_url),
-            CONNECTION_EXCEPTIONS,
+            BROKER_ERRORS,
             settings.startup_timeout_seconds,
         )
         resources.push_async_callback(_close_connection, connection)
-        self.consumer = Consumer(settings, pipeline, records, self.metrics, tracer=tracer)
+        self.consumer = Consumer(
+            settings,
+            pipeline,
+            records,
+            self.metrics,
+            tracer=tracer,
+            outages=OutageReporter(pool),
+        )
         # Unwound first: in-flight jobs finish while the connection, client, pool and
         # threads they use are all still there.
         resources.push_async_callback(self.consumer.stop, settings.shutdown_timeout_seconds)

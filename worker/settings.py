@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
+from imagebatch.core.delays import DEFAULT_RETRY_AFTER_MAX_SECONDS
 from imagebatch.core.locations import Location, parse_location, resolve_location
 from imagebatch.core.settings import CommonSettings
 
@@ -85,6 +86,18 @@ class WorkerSettings(CommonSettings):
         description="First retry delay; doubles each attempt, with jitter (0: retry at once).",
     )
     backoff_max_seconds: float = Field(default=300.0, gt=0, description="Cap of one retry delay.")
+    max_throttles: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Waits per job for an origin answering 429/503 with Retry-After (no attempt "
+        "spent); past that a throttle counts as a transient failure.",
+    )
+    retry_after_max_seconds: float = Field(
+        default=DEFAULT_RETRY_AFTER_MAX_SECONDS,
+        ge=0,
+        description="Longest Retry-After honoured; a longer one is cut to this.",
+    )
     transform_threads: int = Field(
         default_factory=_default_threads, ge=1, le=256, description="Pillow worker threads."
     )

@@ -4,11 +4,16 @@ Names come from the job's id and output prefix (validated by the message schema)
 URL. A file is written to a temp name in its final folder, fsynced, renamed over the final name
 (atomic on POSIX) and the folder fsynced, so a crash at any moment leaves either no file or the
 whole file — plus, at worst, a stale temp file that the start-up sweep removes.
+
+A full disk (ENOSPC, or EDQUOT: the quota is used up) is not the image's fault: that write fails
+with `DependencyDown("disk", …)`, which spends no attempt; any other OS error is a
+`TransientError` of the job.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import time
@@ -17,13 +22,24 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from imagebatch.core.errors import PermanentError, TransientError
+from imagebatch.core.errors import DependencyDown, PermanentError, TransientError
 from imagebatch.core.messages import ImageJob, Thumbnail
 
 TEMP_PREFIX = ".ibtmp-"
 TEMP_SUFFIX = ".part"
 DEFAULT_PREFIX = "tasks"
 """Folder of thumbnails whose job names neither an output prefix nor a batch."""
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+WriteError = TransientError | DependencyDown
+"""Why one file of a group was not written."""
+
+
+def write_error(what: str, exc: OSError) -> WriteError:
+    """A failed write's error: the disk is down for us when it is full, else the job's."""
+    if exc.errno in DISK_FULL:
+        return DependencyDown("disk", f"{what}: {exc}")
+    return TransientError(f"{what}: {exc}")
 
 
 @dataclass(frozen=True)
@@ -98,7 +114,7 @@ class Storage:
     def write(self, relative: PurePosixPath, data: bytes) -> bool:
         """Write `data` atomically; False (nothing written) when the file already exists."""
         [result] = self.write_group([(relative, data)])
-        if isinstance(result, TransientError):
+        if isinstance(result, TransientError | DependencyDown):
             raise result
         return result
 
@@ -107,7 +123,7 @@ class Storage:
         files: Sequence[tuple[PurePosixPath, bytes]],
         *,
         fsync_executor: Executor | None = None,
-    ) -> list[bool | TransientError]:
+    ) -> list[bool | WriteError]:
         """Write several files atomically, sharing the waits on the disk; per file: True when
         written, False when it already existed, or the error that stopped it.
 
@@ -118,7 +134,7 @@ class Storage:
         redelivered duplicate) is harmless: both write complete temp files, the last rename
         wins, and the contents are equivalent.
         """
-        results: list[bool | TransientError] = [False] * len(files)
+        results: list[bool | WriteError] = [False] * len(files)
         staged: list[_Staged] = []
         renamed: dict[Path, list[int]] = {}
         try:
@@ -129,13 +145,11 @@ class Storage:
                 try:
                     staged.append(self._stage(index, final, data))
                 except OSError as exc:
-                    results[index] = TransientError(f"cannot write {relative}: {exc}")
+                    results[index] = write_error(f"cannot write {relative}", exc)
             synced = self._sync(staged, fsync_executor)
             for item, error in zip(staged, synced, strict=True):
                 if error is not None:
-                    results[item.index] = TransientError(
-                        f"cannot write {files[item.index][0]}: {error}"
-                    )
+                    results[item.index] = write_error(f"cannot write {files[item.index][0]}", error)
             self._rename(
                 files,
                 [i for i, e in zip(staged, synced, strict=True) if e is None],
@@ -155,9 +169,7 @@ class Storage:
                     self._fsync_dir(folder)
                 except OSError as exc:
                     for index in indexes:
-                        results[index] = TransientError(
-                            f"cannot make {files[index][0]} durable: {exc}"
-                        )
+                        results[index] = write_error(f"cannot make {files[index][0]} durable", exc)
         return results
 
     def _stage(self, index: int, final: Path, data: bytes) -> _Staged:
@@ -204,7 +216,7 @@ class Storage:
     def _rename(
         files: Sequence[tuple[PurePosixPath, bytes]],
         staged: list[_Staged],
-        results: list[bool | TransientError],
+        results: list[bool | WriteError],
         renamed: dict[Path, list[int]],
     ) -> None:
         """Move staged temp files to their final names; `renamed` gets each folder's files."""
@@ -212,7 +224,7 @@ class Storage:
             try:
                 os.replace(item.temp, item.final)
             except OSError as exc:
-                results[item.index] = TransientError(f"cannot write {files[item.index][0]}: {exc}")
+                results[item.index] = write_error(f"cannot write {files[item.index][0]}", exc)
                 continue
             results[item.index] = True
             renamed.setdefault(item.final.parent, []).append(item.index)

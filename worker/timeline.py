@@ -20,12 +20,16 @@ PHASES = ("claim", "slot", "download", "transform", "write", "record", "ack")
 class Timeline:
     """Marks of one message, taken with `clock` (monotonic seconds)."""
 
-    __slots__ = ("_clock", "delivered", "marks")
+    __slots__ = ("_clock", "attempted", "delivered", "marks")
 
     def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self._clock = clock
         self.delivered = clock()
         self.marks: dict[str, float] = {}
+        self.attempted = False
+        """True once this delivery claimed the job for an attempt (its row counted one): if it
+        then ends without spending it (a throttling wait, an outage of ours), the count is
+        given back."""
 
     def mark(self, phase: str) -> None:
         """The message has just finished `phase` (one of PHASES)."""

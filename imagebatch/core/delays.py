@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 DEFAULT_BACKOFF_MAX_SECONDS = 300.0
 """The worker's default `BACKOFF_MAX_SECONDS`."""
+DEFAULT_RETRY_AFTER_MAX_SECONDS = 600.0
+"""The worker's default `RETRY_AFTER_MAX_SECONDS`: the longest wait a throttling origin gets."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,19 @@ class Backoff:
             chosen = max(chosen, min(self.cap, at_least))
         return chosen
 
-    def tier(self, delay: float) -> float:
+    def tier(self, delay: float, *, longest: float | None = None) -> float:
         """The delay queue's TTL for a wait of `delay`: the smallest base·2ⁿ ≥ delay, or the cap.
 
         A base of 0 means "retry at once": a wait of 0 gets the shortest tier (0, which the delay
         queue turns into 1 ms), and a longer wait (a server's Retry-After) a tier of 2ⁿ seconds.
+        A wait the cap does not cover — a throttling origin's Retry-After, allowed up to
+        `longest` — gets the smallest cap·2ᵏ ≥ delay, capped at `longest`.
         """
+        if longest is not None and delay > self.cap > 0 and longest > self.cap:
+            tier = self.cap
+            while tier < delay and tier < longest:
+                tier *= 2
+            return float(min(tier, longest))
         if delay >= self.cap:
             return self.cap
         if self.base <= 0 and delay <= 0:
@@ -59,12 +68,20 @@ def ttl_ms_of(tier: float) -> int:
     return max(1, round(tier * 1000))
 
 
-def delay_queue_names(work_queue: str, base: float, cap: float) -> list[str]:
-    """Every delay queue `Backoff(base, cap)` can send a message of `work_queue` to."""
+def delay_queue_names(
+    work_queue: str, base: float, cap: float, *, longest: float | None = None
+) -> list[str]:
+    """Every delay queue `Backoff(base, cap)` can send a message of `work_queue` to, including
+    the tiers of throttling waits up to `longest` seconds."""
     backoff = Backoff(base=base, cap=cap)
     tiers = {backoff.tier(0.0), backoff.cap}
     step = base if base > 0 else 1.0
     while step < cap:
         tiers.add(backoff.tier(step))
         step *= 2
+    if longest is not None and cap > 0:
+        step = cap
+        while step < longest:
+            step *= 2
+            tiers.add(backoff.tier(step, longest=longest))
     return [delay_queue_name(work_queue, ttl_ms_of(t)) for t in sorted(tiers)]

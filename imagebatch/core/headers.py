@@ -12,6 +12,9 @@ from typing import Any
 
 ATTEMPT = "x-imagebatch-attempt"
 """1-based number of the delivery attempt this message is (absent: the first)."""
+THROTTLES = "x-imagebatch-throttles"
+"""How many times this job waited for a throttling origin (429/503 + Retry-After) so far
+(absent: none). Those waits spend no attempt; `MAX_THROTTLES` bounds them."""
 REASON = "x-imagebatch-reason"
 """Why a dead-lettered message failed, for a human."""
 CODE = "x-imagebatch-code"
@@ -34,13 +37,22 @@ DEAD_LETTER_ONLY = (
 """Headers that describe a failure; a replayed message drops them."""
 
 
-def attempt_of(headers: Mapping[str, Any] | None) -> int:
-    """The attempt number a message's headers carry (1 when absent or unreadable)."""
-    value = (headers or {}).get(ATTEMPT)
+def _count(headers: Mapping[str, Any] | None, name: str, default: int) -> int:
+    """A non-negative count from a header, `default` when absent or unreadable."""
+    value = (headers or {}).get(name)
     if isinstance(value, bytes):
         value = value.decode(errors="replace")
     try:
-        number = int(value) if value is not None else 1
+        return int(value) if value is not None else default
     except (TypeError, ValueError):
-        return 1
-    return max(1, number)
+        return default
+
+
+def attempt_of(headers: Mapping[str, Any] | None) -> int:
+    """The attempt number a message's headers carry (1 when absent or unreadable)."""
+    return max(1, _count(headers, ATTEMPT, 1))
+
+
+def throttles_of(headers: Mapping[str, Any] | None) -> int:
+    """How many throttling waits a message's headers record (0 when absent or unreadable)."""
+    return max(0, _count(headers, THROTTLES, 0))

@@ -23,7 +23,7 @@ from obstore.store import S3Store
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from imagebatch.core.errors import DependencyDown
+from imagebatch.core.errors import Dependency, DependencyDown
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig, S3Config
@@ -143,12 +143,12 @@ class StoreUnavailable(DependencyDown):
     missing bucket or refused access differently from an outage (a source URL naming a bucket
     we may not read is the item's fault, not ours)."""
 
-    def __init__(self, dependency: str, reason: str, problem: StoreProblem) -> None:
+    def __init__(self, dependency: Dependency, reason: str, problem: StoreProblem) -> None:
         super().__init__(dependency, reason)
         self.problem: StoreProblem = problem
 
 
-def store_down(exc: BaseException, *, what: str, bucket: str) -> StoreUnavailable:
+def store_down(exc: BaseException, *, what: Dependency, bucket: str) -> StoreUnavailable:
     """What an obstore failure (other than a missing key) means, with a reason that names
     what a person can fix."""
     text = _text(exc)

@@ -6,6 +6,8 @@ environment at import time, so tests can build settings objects with explicit va
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -31,6 +33,12 @@ class CommonSettings(S3Settings):
     dlx: str = Field(default="images.dlx", description="Dead-letter exchange.")
     dlq: str = Field(default="images.dlx.q", description="Dead-letter queue.")
     routing_key: str = Field(default="process_image", description="Routing key of the work queue.")
+    queue_type: Literal["classic", "quorum"] = Field(
+        default="classic",
+        description="Type of every queue declared: work, batch, retry-delay and dead-letter "
+        "queues. All services of one deployment must agree (RabbitMQ refuses to redeclare a "
+        "queue with another type).",
+    )
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None,
         description="OTLP endpoint for traces; tracing exports nothing when unset.",

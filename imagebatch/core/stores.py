@@ -31,7 +31,7 @@ from typing import Protocol
 
 import obstore
 
-from imagebatch.core.errors import DependencyDown
+from imagebatch.core.errors import Dependency, DependencyDown
 from imagebatch.core.locations import BucketLocation, FileLocation, Location
 from imagebatch.core.objectstore import (
     OBSTORE_ERRORS,
@@ -102,7 +102,7 @@ def _checked_key(key: str) -> PurePosixPath:
 class FileStore:
     """A folder; `what` names it in DependencyDown ("output store", "uploads")."""
 
-    def __init__(self, location: FileLocation, *, what: str = "output store") -> None:
+    def __init__(self, location: FileLocation, *, what: Dependency = "output store") -> None:
         self._location = location
         self.what = what
 
@@ -213,7 +213,7 @@ class ObjectStore:
     """A bucket (under a key prefix) of an S3-compatible store."""
 
     def __init__(
-        self, location: BucketLocation, buckets: Buckets, *, what: str = "output store"
+        self, location: BucketLocation, buckets: Buckets, *, what: Dependency = "output store"
     ) -> None:
         self._location = location
         self.what = what
@@ -305,7 +305,7 @@ class ObjectStore:
 
 
 def open_store(
-    location: Location, s3: S3Settings | Buckets | None = None, *, what: str = "output store"
+    location: Location, s3: S3Settings | Buckets | None = None, *, what: Dependency = "output store"
 ) -> Store:
     """The Store for `location` (`s3` is needed for a bucket)."""
     if isinstance(location, FileLocation):

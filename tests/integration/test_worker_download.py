@@ -1,18 +1,22 @@
 """The downloader against a real loopback HTTP server that misbehaves in every way it can.
 
 Each bad input ends as the issue says: a TransientError (retried later) for timeouts, connection
-trouble, 5xx, 408 and 429; a PermanentError with a code for everything retrying cannot fix.
+trouble, 5xx, 408 and 429; `Throttled` with the delay for a 429 or 503 that says when to come
+back (Retry-After); a PermanentError with a code for everything retrying cannot fix.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from imagebatch.core.errors import PermanentError, TransientError
+from imagebatch.core.errors import PermanentError, Throttled, TransientError
 from imagebatch.core.locations import FileLocation
 from imagebatch.core.stores import FileStore
 from imagebatch.worker.address_guard import AddressGuard
@@ -85,6 +89,36 @@ async def test_server_errors_timeouts_and_throttling_are_transient(
 ) -> None:
     with pytest.raises(TransientError, match=f"HTTP {status}"):
         await downloader.fetch(image_server.url(f"/status/{status}"))
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_throttling_answer_with_retry_after_says_how_long_to_wait(
+    downloader: Downloader, image_server: ImageServer, status: int
+) -> None:
+    with pytest.raises(Throttled, match=f"HTTP {status}") as caught:
+        await downloader.fetch(image_server.url(f"/status/{status}?retry_after=2"))
+    assert caught.value.delay == 2.0
+
+
+async def test_retry_after_may_be_an_http_date(
+    downloader: Downloader, image_server: ImageServer
+) -> None:
+    when = email.utils.format_datetime(
+        dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2), usegmt=True
+    )
+    with pytest.raises(Throttled) as caught:
+        await downloader.fetch(image_server.url(f"/status/429?retry_after={quote(when)}"))
+    assert 60 < caught.value.delay <= 120
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after"), [(500, "2"), (429, "soon"), (429, ""), (502, "2")]
+)
+async def test_retry_after_only_throttles_on_429_and_503_when_readable(
+    downloader: Downloader, image_server: ImageServer, status: int, retry_after: str
+) -> None:
+    with pytest.raises(TransientError, match=f"HTTP {status}"):
+        await downloader.fetch(image_server.url(f"/status/{status}?retry_after={retry_after}"))
 
 
 async def test_500_then_ok_succeeds_on_the_second_try(

@@ -7,7 +7,9 @@ a raw asyncio server beside it, because a well-behaved framework refuses to send
 | path | behaviour |
 |---|---|
 | /photo/{n}.jpg | photo n (mod the set), JPEG of `photo_size` |
-| /status/{code} | that status, empty body |
+| /status/{code}?retry_after=V | that status, empty body (with `Retry-After: V` when given) |
+| /throttled/{key}.jpg?times=N&retry_after=V | 429 + `Retry-After: V` (default 1) for the first N |
+|   | requests for `key` (all of them without N), the photo afterwards |
 | /flaky/{key}.jpg | 500 on the first request for `key`, the photo afterwards |
 | /slow.jpg | headers after 60 s (a read timeout fires first) |
 | /trickle.jpg | a JPEG header, then one byte every 0.1 s (only a total deadline stops it) |
@@ -58,6 +60,7 @@ class ImageServer:
         self._runner: web.AppRunner | None = None
         self._raw: asyncio.Server | None = None
         self._failed_once: set[str] = set()
+        self._throttled_count: Counter[str] = Counter()
         self._photos = photos(self.photo_size)
         self._exif, self.exif_upright = exif_rotated_jpeg()
 
@@ -82,6 +85,7 @@ class ImageServer:
             ("/cookie/{n:\\d+}.jpg", self._cookie_photo),
             ("/status/{code:\\d+}", self._status),
             ("/flaky/{key}.jpg", self._flaky),
+            ("/throttled/{key}.jpg", self._throttled),
             ("/slow.jpg", self._slow),
             ("/trickle.jpg", self._trickle),
             ("/endless.jpg", self._endless),
@@ -142,7 +146,21 @@ class ImageServer:
         return response
 
     async def _status(self, request: web.Request) -> web.Response:
-        return web.Response(status=int(request.match_info["code"]))
+        headers = (
+            {"Retry-After": request.query["retry_after"]}
+            if "retry_after" in request.query
+            else None
+        )
+        return web.Response(status=int(request.match_info["code"]), headers=headers)
+
+    async def _throttled(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        self._throttled_count[key] += 1
+        times = request.query.get("times")
+        if times is None or self._throttled_count[key] <= int(times):
+            retry_after = request.query.get("retry_after", "1")
+            return web.Response(status=429, headers={"Retry-After": retry_after})
+        return self._jpeg(self.photo(len(key)))
 
     async def _flaky(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from imagebatch.core.delays import Backoff, delay_queue_name, delay_queue_names
-from imagebatch.core.headers import ATTEMPT, attempt_of
+from imagebatch.core.headers import ATTEMPT, THROTTLES, attempt_of, throttles_of
 
 
 def test_the_ceiling_doubles_per_attempt_up_to_the_cap() -> None:
@@ -57,6 +57,24 @@ def test_the_operator_can_name_every_delay_queue_a_worker_may_use(base: float, c
             assert f"q.retry.{max(1, round(backoff.tier(delay) * 1000))}ms" in names
 
 
+@pytest.mark.parametrize(
+    ("delay", "tier"), [(10.0, 16.0), (30.0, 30.0), (31.0, 60.0), (100.0, 120.0), (500, 120.0)]
+)
+def test_a_throttling_wait_beyond_the_cap_doubles_from_the_cap_up_to_the_longest(
+    delay: float, tier: float
+) -> None:
+    assert Backoff(base=2.0, cap=30.0).tier(delay, longest=120.0) == tier
+
+
+def test_the_operator_can_name_the_delay_queues_of_throttling_waits_too() -> None:
+    backoff = Backoff(base=2.0, cap=30.0)
+    names = set(delay_queue_names("q", 2.0, 30.0, longest=600.0))
+    for delay in (1.0, 29.0, 31.0, 61.0, 299.0, 599.0, 600.0, 3600.0):
+        ttl = round(backoff.tier(delay, longest=600.0) * 1000)
+        assert f"q.retry.{ttl}ms" in names, delay
+    assert "q.retry.600000ms" in names
+
+
 def test_delay_queues_are_named_after_their_work_queue_and_ttl() -> None:
     assert delay_queue_name("images.q", 4000) == "images.q.retry.4000ms"
 
@@ -76,6 +94,16 @@ def test_the_attempt_header_is_read_defensively(
     headers: dict[str, object] | None, attempt: int
 ) -> None:
     assert attempt_of(headers) == attempt
+
+
+@pytest.mark.parametrize(
+    ("headers", "throttles"),
+    [(None, 0), ({}, 0), ({THROTTLES: 2}, 2), ({THROTTLES: b"3"}, 3), ({THROTTLES: "x"}, 0)],
+)
+def test_the_throttle_count_travels_in_a_header_too(
+    headers: dict[str, object] | None, throttles: int
+) -> None:
+    assert throttles_of(headers) == throttles
 
 
 def test_a_batch_may_ask_its_workers_to_retry_without_delay() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path, PurePosixPath
 
 import pytest
 
+from imagebatch.core.errors import DependencyDown
 from imagebatch.core.messages import decode_job
 from imagebatch.worker.storage import TEMP_PREFIX, TEMP_SUFFIX, Storage, plan_outputs
 
@@ -118,3 +120,27 @@ def test_one_failed_file_in_a_group_does_not_stop_the_others(tmp_path: Path) -> 
     assert results[1] is True
     assert (tmp_path / "ok/y.jpg").read_bytes() == b"y"
     assert [p.name for p in (tmp_path / "ok").iterdir()] == ["y.jpg"]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_is_an_outage_of_ours_and_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """A full disk is not the image's fault: DependencyDown("disk") spends no attempt, where
+    any other write error is the job's TransientError."""
+    real_write = os.write
+
+    def full(fd: int, data: bytes | memoryview) -> int:
+        real_write(fd, bytes(data[:10]))  # part of it got out before the disk filled
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(DependencyDown) as caught:
+        Storage(tmp_path).write(PurePosixPath("full/z.jpg"), b"0123456789" * 100)
+    assert caught.value.dependency == "disk"
+    assert "full/z.jpg" in caught.value.reason
+    assert files_under(tmp_path) == [], "no temp file, no partial output"
+
+
+def files_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
