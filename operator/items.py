@@ -76,9 +76,12 @@ async def register(pool: asyncpg.Pool, spec: RunSpec, uid: str) -> Feed:
         )
 
 
+OBJECT_URL_SQL = "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^[:space:]]+$"
+"""An item's original in a bucket (the workers read it with their S3 connection)."""
 INVALID_URL = (
     f"CASE WHEN src.url IS NULL THEN 'the source row has no url' "
-    f"WHEN src.url !~* '^https?://' THEN 'the source url is not an http(s) URL' "
+    f"WHEN src.url !~* '^https?://' AND src.url !~ '{OBJECT_URL_SQL}' "
+    f"THEN 'the source url is neither an http(s) URL nor s3://<bucket>/<key>' "
     f"WHEN length(src.url) > {MAX_URL_LENGTH} THEN 'the source url is longer than "
     f"{MAX_URL_LENGTH} characters' END"
 )

@@ -25,7 +25,13 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 GROUP, VERSION, PLURAL, KIND = "imagejobs.io", "v1alpha1", "imagebatches", "ImageBatch"
 
 BatchName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
-SourceUrl = Annotated[str, Field(max_length=2048, pattern=r"^https?://[^\s]+$")]
+SourceUrl = Annotated[
+    str,
+    Field(
+        max_length=2048, pattern=r"^(https?://[^\s]+|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^\s]+)$"
+    ),
+]
+"""An item's original: http(s), or an object in a bucket (read with the workers' S3 connection)."""
 Percent = Annotated[str, Field(pattern=r"^(100|[1-9]?[0-9])%$")]
 
 
