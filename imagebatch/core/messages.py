@@ -159,13 +159,19 @@ def decode_job(body: bytes) -> ImageJob:
 
 def item_problem(job_id: str, url: str) -> str | None:
     """Why a batch item with this id and url cannot be a message (None: it can), by the same
-    rules as `ImageJob`'s validators for an http(s) job."""
+    rules as `ImageJob`'s validators for an http(s) or s3:// job."""
     if not SAFE_ID.fullmatch(job_id):
         return "id must be 1-128 characters of [A-Za-z0-9._-], not starting with . or -"
     if not url or len(url) > MAX_URL_LENGTH:
         return f"url must be 1-{MAX_URL_LENGTH} characters"
+    if url.startswith(OBJECT_SCHEME):
+        try:
+            parse_object_url(url)
+        except LocationError as exc:
+            return str(exc)
+        return None
     if not url.lower().startswith(("http://", "https://")):
-        return "url must be an http:// or https:// URL"
+        return "url must be an http:// or https:// URL, or s3://<bucket>/<key>"
     return None
 
 

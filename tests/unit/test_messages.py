@@ -119,6 +119,9 @@ def test_a_batch_item_s_body_is_what_encode_job_writes(url: str) -> None:
         ("ok-2", "ftp://a.test/x.jpg", "http:// or https://"),
         ("ok-3", "", "url must be"),
         ("ok-4", "https://a.test/" + "x" * 2048, "url must be"),
+        ("ok-5", "s3://photos/2026/a.jpg", None),
+        ("ok-6", "s3://photos", "no object key"),
+        ("ok-7", "s3://Not_A_Bucket/a.jpg", "not a valid bucket name"),
     ],
 )
 def test_an_item_that_cannot_be_a_message_says_why(
