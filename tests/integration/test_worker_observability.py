@@ -94,7 +94,7 @@ class Switchable(SpanProcessor):
 def tracing() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
     processor = Switchable(exporter)
-    provider = enable_tracing(otlp_endpoint=None, processor=processor)
+    provider = enable_tracing(otlp=None, processor=processor)
     yield provider, exporter
     processor.enabled = False
     disable_tracing()
