@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project with its test extras
 
-provision: ## install PostgreSQL, RabbitMQ and Chromium from the OS packages when missing
+provision: ## install PostgreSQL, RabbitMQ, Chromium and promtool from the OS packages when missing
 	@hack/provision.sh
 
 envtest: ## build etcd, kube-apiserver, kube-controller-manager and kubectl (cached) when missing

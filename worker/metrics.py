@@ -48,6 +48,12 @@ class WorkerMetrics:
             "Deliveries returned to the queue because the database did not answer.",
             registry=self.registry,
         )
+        self.ready = Gauge(
+            "worker_ready",
+            "1 while the worker consumes (what /readyz answers 200 to), else 0; read at scrape "
+            "time, so an alert sees what a readiness probe sees.",
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "worker_tasks_in_flight",
             "Messages being processed now.",

@@ -67,6 +67,7 @@ class WorkerService:
             registry=self.metrics.registry,
             ready=self.ready,
         )
+        self.metrics.ready.set_function(lambda: float(self.ready()))
         self.consumer: Consumer | None = None
         self._resources = contextlib.AsyncExitStack()
         """What `start` opened, closed by `stop` in reverse: after a partial start, just what
