@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # PYTHONSAFEPATH (Python >= 3.11) stops that.
 export PYTHONSAFEPATH := 1
 
-.PHONY: help test test-fast lint format venv envtest keda provision bench demo clean
+.PHONY: help test test-fast lint format venv envtest keda monitoring-crds provision bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ envtest: ## build etcd, kube-apiserver, kube-controller-manager and kubectl (cac
 keda: ## build the KEDA operator and keep its CRDs (cached) when missing
 	@hack/keda/build.sh >/dev/null
 
+monitoring-crds: ## download prometheus-operator's CRDs from its Go module (cached) when missing
+	@hack/prometheus-operator/crds.sh >/dev/null
+
 lint: venv ## ruff, mypy (strict) and the import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -47,11 +50,11 @@ format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: venv provision envtest keda lint ## the whole suite against real PostgreSQL, RabbitMQ, Kubernetes API servers and KEDA
-	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" KEDA_DIR="$$(hack/keda/build.sh)" $(BIN)/pytest $(PYTEST_ARGS)
+test: venv provision envtest keda monitoring-crds lint ## the whole suite against real PostgreSQL, RabbitMQ, Kubernetes API servers and KEDA
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" KEDA_DIR="$$(hack/keda/build.sh)" PROMETHEUS_OPERATOR_DIR="$$(hack/prometheus-operator/crds.sh)" $(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: venv envtest keda ## the suite without tests marked slow
-	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" KEDA_DIR="$$(hack/keda/build.sh)" $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+test-fast: venv envtest keda monitoring-crds ## the suite without tests marked slow
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" KEDA_DIR="$$(hack/keda/build.sh)" PROMETHEUS_OPERATOR_DIR="$$(hack/prometheus-operator/crds.sh)" $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: venv provision envtest $(if $(filter 1,$(KEDA)),keda) ## the whole system on local processes: apply examples/imagebatch.yaml, follow it to the end (KEEP=1 keeps it running, KEDA=1 scales with the real KEDA)
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" $(if $(filter 1,$(KEDA)),KEDA_DIR="$$(hack/keda/build.sh)") $(BIN)/python -m imagebatch.devservers.demo

@@ -4,6 +4,7 @@ alerting rules and the Grafana dashboard, and the metric names the services real
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +133,20 @@ def dashboard_queries() -> Iterator[tuple[str, str]]:
         for target in panel.get("targets", []):
             if "expr" in target:
                 yield panel.get("title", "?"), target["expr"]
+
+
+def prometheus_operator_crds() -> list[Path]:
+    """prometheus-operator's own CRDs as `hack/prometheus-operator/crds.sh` cached them (from its
+    Go module): from `PROMETHEUS_OPERATOR_DIR`, which `make test` sets, else the default cache."""
+    folder = os.environ.get("PROMETHEUS_OPERATOR_DIR")
+    if not folder:
+        versions = (REPO / "hack/envtest/versions.env").read_text()
+        [version] = re.findall(r"^PROMETHEUS_OPERATOR_VERSION=(\S+)$", versions, re.MULTILINE)
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        folder = str(cache / "imagebatch" / "prometheus-operator" / version)
+    crds = sorted(Path(folder, "crds").glob("monitoring.coreos.com_*.yaml"))
+    if not crds:
+        raise FileNotFoundError(
+            f"no prometheus-operator CRDs in {folder}/crds: run `make monitoring-crds`"
+        )
+    return crds
