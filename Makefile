@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # PYTHONSAFEPATH (Python >= 3.11) stops that.
 export PYTHONSAFEPATH := 1
 
-.PHONY: help test test-fast lint format venv envtest keda s3 provision bench demo clean
+.PHONY: help test test-fast lint format venv envtest keda s3 monitoring-crds provision bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project with its test extras
 
-provision: ## install PostgreSQL, RabbitMQ and Chromium from the OS packages when missing
+provision: ## install PostgreSQL, RabbitMQ, Chromium and promtool from the OS packages when missing
 	@hack/provision.sh
 
 envtest: ## build etcd, kube-apiserver, kube-controller-manager and kubectl (cached) when missing
@@ -38,6 +38,9 @@ keda: ## build the KEDA operator and keep its CRDs (cached) when missing
 
 s3: ## build the versitygw S3 server (cached) when missing
 	@hack/s3/build.sh >/dev/null
+
+monitoring-crds: ## download prometheus-operator's CRDs from its Go module (cached) when missing
+	@hack/prometheus-operator/crds.sh >/dev/null
 
 lint: venv ## ruff, mypy (strict) and the import-linter contracts
 	$(BIN)/ruff check .
@@ -50,11 +53,11 @@ format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: venv provision envtest keda s3 lint ## the whole suite against real PostgreSQL, RabbitMQ, Kubernetes API servers, KEDA and an S3 server
-	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" KEDA_DIR="$$(hack/keda/build.sh)" S3_SERVER_DIR="$$(hack/s3/build.sh)" $(BIN)/pytest $(PYTEST_ARGS)
+test: venv provision envtest keda s3 monitoring-crds lint ## the whole suite against real PostgreSQL, RabbitMQ, Kubernetes API servers, KEDA and an S3 server
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" KEDA_DIR="$$(hack/keda/build.sh)" S3_SERVER_DIR="$$(hack/s3/build.sh)" PROMETHEUS_OPERATOR_DIR="$$(hack/prometheus-operator/crds.sh)" $(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: venv envtest keda s3 ## the suite without tests marked slow
-	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" KEDA_DIR="$$(hack/keda/build.sh)" S3_SERVER_DIR="$$(hack/s3/build.sh)" $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+test-fast: venv envtest keda s3 monitoring-crds ## the suite without tests marked slow
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" KEDA_DIR="$$(hack/keda/build.sh)" S3_SERVER_DIR="$$(hack/s3/build.sh)" PROMETHEUS_OPERATOR_DIR="$$(hack/prometheus-operator/crds.sh)" $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: venv provision envtest $(if $(filter 1,$(KEDA)),keda) ## the whole system on local processes: apply examples/imagebatch.yaml, follow it to the end (KEEP=1 keeps it running, KEDA=1 scales with the real KEDA)
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" $(if $(filter 1,$(KEDA)),KEDA_DIR="$$(hack/keda/build.sh)") $(BIN)/python -m imagebatch.devservers.demo

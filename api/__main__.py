@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from imagebatch.api.app import create_app
 from imagebatch.api.settings import ApiSettings
-from imagebatch.core.telemetry import setup_tracing
+from imagebatch.core.telemetry import API_SERVICE, setup_tracing
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -41,10 +41,7 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = read_settings()
-    provider = setup_tracing(
-        settings.otel_service_name or "imagebatch-api",
-        otlp_endpoint=settings.otel_exporter_otlp_endpoint,
-    )
+    provider = setup_tracing(settings.otel_service_name or API_SERVICE, otlp=settings.otlp())
     AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, _exit_cleanly)

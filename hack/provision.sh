@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs the server packages the tests start as local processes (PostgreSQL, RabbitMQ) and the
-# browser the page test drives, when they are missing. Needs root (or passwordless sudo) only
-# when something is missing; prints what it would need otherwise.
+# Installs the server packages the tests start as local processes (PostgreSQL, RabbitMQ), the
+# browser the page test drives and Prometheus' promtool (the alerting rules' unit tests), when
+# they are missing. Needs root (or passwordless sudo) only when something is missing; prints what
+# it would need otherwise.
 set -euo pipefail
 
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
 [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || need+=(rabbitmq-server)
 command -v chromium >/dev/null || need+=(chromium)
+command -v promtool >/dev/null || need+=(prometheus)
 command -v runuser >/dev/null || need+=(util-linux)
 
 if (( ${#need[@]} == 0 )); then
@@ -28,7 +30,8 @@ echo "provision.sh: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# Debian starts the packaged services on install where it can; the tests run their own nodes.
-for service in rabbitmq-server postgresql; do
+# Debian starts the packaged services on install where it can; the tests run their own nodes
+# (and use only Prometheus' promtool).
+for service in rabbitmq-server postgresql prometheus; do
   $sudo service "$service" stop >/dev/null 2>&1 || true
 done

@@ -12,7 +12,7 @@ import sys
 import kopf
 from prometheus_client import start_http_server
 
-from imagebatch.core.telemetry import setup_tracing
+from imagebatch.core.telemetry import OPERATOR_SERVICE, setup_tracing
 from imagebatch.operator.context import open_context
 from imagebatch.operator.handlers import configure, register
 from imagebatch.operator.metrics import OperatorMetrics
@@ -30,11 +30,9 @@ async def serve(settings: OperatorSettings) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, request_stop)
-    if settings.otel_exporter_otlp_endpoint:
-        setup_tracing(
-            settings.otel_service_name or "imagebatch-operator",
-            otlp_endpoint=settings.otel_exporter_otlp_endpoint,
-        )
+    otlp = settings.otlp()
+    if otlp is not None:
+        setup_tracing(settings.otel_service_name or OPERATOR_SERVICE, otlp=otlp)
     metrics = OperatorMetrics()
     server, _thread = start_http_server(
         settings.metrics_port, addr=settings.metrics_host, registry=metrics.registry

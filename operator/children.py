@@ -16,6 +16,7 @@ from typing import Any
 
 from imagebatch.core.imagebatch import GROUP, KIND, VERSION, RunSpec
 from imagebatch.core.locations import FileLocation, parse_location
+from imagebatch.core.telemetry import WORKER_SERVICE
 from imagebatch.core.topology import batch_queue_name
 from imagebatch.operator.settings import OperatorSettings
 
@@ -92,10 +93,14 @@ def worker_env(spec: RunSpec, settings: OperatorSettings) -> list[dict[str, str]
         "OUTPUT_URL": output_url(spec, settings),
         "METRICS_PORT": str(WORKER_METRICS_PORT),
         "SHUTDOWN_TIMEOUT_SECONDS": str(settings.worker_shutdown_timeout_seconds),
-        "OTEL_SERVICE_NAME": "imagebatch-worker",
+        "OTEL_SERVICE_NAME": WORKER_SERVICE,
     }
-    if settings.otel_exporter_otlp_endpoint:
-        values["OTEL_EXPORTER_OTLP_ENDPOINT"] = settings.otel_exporter_otlp_endpoint
+    exporter = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": settings.otel_exporter_otlp_endpoint,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": settings.otel_exporter_otlp_traces_endpoint,
+        "OTEL_EXPORTER_OTLP_PROTOCOL": settings.otel_exporter_otlp_protocol,
+    }
+    values.update({name: value for name, value in exporter.items() if value})
     return [{"name": key, "value": value} for key, value in values.items()]
 
 

@@ -26,11 +26,9 @@ async def serve(settings: WorkerSettings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     provider = None
-    if settings.otel_exporter_otlp_endpoint:
-        provider = enable_tracing(
-            otlp_endpoint=settings.otel_exporter_otlp_endpoint,
-            service_name=settings.otel_service_name,
-        )
+    otlp = settings.otlp()
+    if otlp is not None:
+        provider = enable_tracing(otlp=otlp, service_name=settings.otel_service_name)
     await WorkerService(settings, tracer_provider=provider).run(stop)
 
 

@@ -61,6 +61,12 @@ class WorkerMetrics:
             ["dependency"],
             registry=self.registry,
         )
+        self.ready = Gauge(
+            "worker_ready",
+            "1 while the worker consumes (what /readyz answers 200 to), else 0; read at scrape "
+            "time, so an alert sees what a readiness probe sees.",
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "worker_tasks_in_flight",
             "Messages being processed now.",

@@ -78,6 +78,7 @@ class WorkerService:
             ready=self.ready,
             reason=self.not_ready_because,
         )
+        self.metrics.ready.set_function(lambda: float(self.ready()))
         self.consumer: Consumer | None = None
         self._resources = contextlib.AsyncExitStack()
         """What `start` opened, closed by `stop` in reverse: after a partial start, just what

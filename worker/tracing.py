@@ -18,9 +18,8 @@ from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from imagebatch.core.telemetry import setup_tracing
-
-SERVICE_NAME = "imagebatch-worker"
+from imagebatch.core.otlp import OtlpTarget
+from imagebatch.core.telemetry import WORKER_SERVICE, setup_tracing
 
 
 def _instrumentors() -> tuple[Any, ...]:
@@ -29,14 +28,12 @@ def _instrumentors() -> tuple[Any, ...]:
 
 def enable_tracing(
     *,
-    otlp_endpoint: str | None,
+    otlp: OtlpTarget | None,
     service_name: str | None = None,
     processor: SpanProcessor | None = None,
 ) -> TracerProvider:
     """Install the tracer provider and instrument aio-pika and asyncpg (process-wide)."""
-    provider = setup_tracing(
-        service_name or SERVICE_NAME, otlp_endpoint=otlp_endpoint, processor=processor
-    )
+    provider = setup_tracing(service_name or WORKER_SERVICE, otlp=otlp, processor=processor)
     for instrumentor in _instrumentors():
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=provider)

@@ -12,6 +12,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from imagebatch.core.objectstore import S3Settings
+from imagebatch.core.otlp import OtlpProtocol, OtlpTarget, otlp_target
 
 
 class CommonSettings(S3Settings):
@@ -41,8 +42,23 @@ class CommonSettings(S3Settings):
     )
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None,
-        description="OTLP endpoint for traces; tracing exports nothing when unset.",
+        description="OTLP base URL (OTel's meaning); tracing exports nothing when no endpoint "
+        "is set. A URL ending in /v1/traces is OTLP/HTTP to exactly that URL.",
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, description="OTLP URL for traces, used as it is; wins over the base URL."
+    )
+    otel_exporter_otlp_protocol: OtlpProtocol | None = Field(
+        default=None, description="`grpc` (when unset) or `http/protobuf`."
     )
     otel_service_name: str | None = Field(
         default=None, description="Overrides the service name reported in traces."
     )
+
+    def otlp(self) -> OtlpTarget | None:
+        """Where this service exports its traces, or None: no export."""
+        return otlp_target(
+            protocol=self.otel_exporter_otlp_protocol,
+            endpoint=self.otel_exporter_otlp_endpoint,
+            traces_endpoint=self.otel_exporter_otlp_traces_endpoint,
+        )

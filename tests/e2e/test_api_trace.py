@@ -51,11 +51,7 @@ async def test_a_task_and_the_worker_s_handling_of_it_share_one_trace(
 
             def request_span() -> CollectedSpan | None:
                 return next(
-                    (
-                        s
-                        for s in receiver.spans
-                        if s.service == "imagebatch-api" and s.name == "POST /tasks"
-                    ),
+                    (s for s in receiver.spans if s.service == "api" and s.name == "POST /tasks"),
                     None,
                 )
 
@@ -76,9 +72,9 @@ async def test_a_task_and_the_worker_s_handling_of_it_share_one_trace(
     assert root is not None
     assert root.kind == SERVER
     trace = receiver.by_trace(root.trace_id)
-    [producer] = [s for s in trace if s.kind == PRODUCER and s.service == "imagebatch-api"]
+    [producer] = [s for s in trace if s.kind == PRODUCER and s.service == "api"]
     assert producer.parent_id == root.span_id
-    worker_spans = [s for s in trace if s.service == "imagebatch-worker"]
+    worker_spans = [s for s in trace if s.service == "worker"]
     assert worker_spans, "no worker span joined the api's trace"
     for name in ("download", "transform", "write"):
         [stage] = [s for s in worker_spans if s.name == name]

@@ -12,6 +12,7 @@ import asyncio
 import io
 import os
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -123,6 +124,7 @@ async def test_a_batch_of_500_writes_1000_thumbnails_to_its_bucket_and_mounts_no
         lambda found: found is not None,
         what="the worker Deployment",
     )
+    assert deployment is not None
     pod = deployment.spec.template.spec
     assert not pod.volumes
     env = {e.name: e.value for e in pod.containers[0].env}
@@ -322,9 +324,7 @@ async def test_workers_killed_mid_batch_leave_every_object_once_and_whole(
     )
     kills = 0
     for threshold in (40, 110, 180):
-        await batches.wait_status(
-            "killed", lambda s, t=threshold: int(s.get("succeeded") or 0) >= t, within=120
-        )
+        await batches.wait_status("killed", reached(threshold), within=120)
         workers = supervisor.workers(namespace, "killed-worker")
         running = [w for w in workers if w.state == "running"]
         if running:
@@ -339,6 +339,10 @@ async def test_workers_killed_mid_batch_leave_every_object_once_and_whole(
     assert len(keys) == len(set(keys)) == 300
     assert {decodes(s3_server, s3_bucket, k) for k in keys} == {"JPEG"}
     assert s3_server.multipart_uploads(s3_bucket) == []
+
+
+def reached(succeeded: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda status: int(status.get("succeeded") or 0) >= succeeded
 
 
 async def readiness(supervisor: WorkerSupervisor, namespace: str, name: str) -> list[str]:

@@ -45,10 +45,12 @@ async def test_health_readiness_and_metrics_are_served(
 ) -> None:
     service = WorkerService(settings)
     assert not service.ready(), "not ready before it consumes"
+    assert service.metrics.sample("worker_ready") == 0.0
     async with running_worker(settings) as worker:
         port = worker.health.port
         assert await get(port, "/healthz") == (200, '{"ok": true}')
         assert (await get(port, "/readyz"))[0] == 200
+        assert "worker_ready 1.0" in (await get(port, "/metrics"))[1].splitlines()
         await publish(settings, [job_body(image_server.url("/photo/1.jpg"), "m-1")])
         await publish(settings, [job_body(image_server.url("/status/404"), "m-2")])
         await wait_for(lambda: completed(settings.database_url, 1))
@@ -68,6 +70,7 @@ async def test_health_readiness_and_metrics_are_served(
     ):
         assert line in text.splitlines(), line
     assert not worker.ready(), "not ready once stopped"
+    assert worker.metrics.sample("worker_ready") == 0.0, "the metric says what /readyz says"
 
 
 async def _failed_once(worker: WorkerService) -> bool:
@@ -94,7 +97,7 @@ class Switchable(SpanProcessor):
 def tracing() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
     exporter = InMemorySpanExporter()
     processor = Switchable(exporter)
-    provider = enable_tracing(otlp_endpoint=None, processor=processor)
+    provider = enable_tracing(otlp=None, processor=processor)
     yield provider, exporter
     processor.enabled = False
     disable_tracing()

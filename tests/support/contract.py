@@ -4,7 +4,15 @@ deployment files (docker-compose.yml, manifests/) may set on our containers."""
 from __future__ import annotations
 
 MESSAGING_ENV = frozenset({"EXCHANGE", "QUEUE", "DLX", "DLQ", "ROUTING_KEY"})
-CONNECTION_ENV = frozenset({"RABBIT_URL", "DATABASE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"})
+CONNECTION_ENV = frozenset(
+    {
+        "RABBIT_URL",
+        "DATABASE_URL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    }
+)
 CONTRACT_ENV: dict[str, frozenset[str]] = {
     "worker": CONNECTION_ENV
     | MESSAGING_ENV

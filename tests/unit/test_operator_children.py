@@ -153,6 +153,20 @@ def test_traces_are_exported_only_where_the_operator_has_an_endpoint(
         assert values["OTEL_EXPORTER_OTLP_ENDPOINT"] == endpoint
 
 
+def test_the_workers_export_where_and_how_the_operator_does() -> None:
+    settings = make_settings(
+        otel_exporter_otlp_protocol="http/protobuf",
+        otel_exporter_otlp_traces_endpoint="http://collector:4318/v1/traces",
+    )
+    values = env(worker_deployment(settings=settings))
+    assert values["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    assert values["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://collector:4318/v1/traces"
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in values
+    assert values["OTEL_SERVICE_NAME"] == "worker"
+    worker = WorkerSettings.model_validate({name.lower(): value for name, value in values.items()})
+    assert worker.otlp() == settings.otlp()
+
+
 def test_connections_come_from_the_secret_never_from_plain_env() -> None:
     obj = worker_deployment(settings=make_settings(worker_connections_secret="conn"))
     assert container(obj)["envFrom"] == [{"secretRef": {"name": "conn"}}]
