@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagebatch.api import store
-from imagebatch.api.deps import ServicesDep
+from imagebatch.api.deps import CallerDep, ServicesDep
 from imagebatch.api.errors import (
     DependencyUnavailable,
     PayloadTooLarge,
@@ -33,7 +33,7 @@ from imagebatch.api.errors import (
 )
 from imagebatch.api.models import UploadAccepted
 from imagebatch.api.publisher import PublishFailed
-from imagebatch.api.routes_tasks import job_links
+from imagebatch.api.routes_tasks import job_links, require_room
 from imagebatch.core.imagetypes import ACCEPTED, SNIFF_BYTES, ImageType, sniff
 from imagebatch.core.jobs import mark_published
 from imagebatch.core.messages import UPLOAD_SCHEME, ImageJob
@@ -125,7 +125,7 @@ def readable_header(path: Path, kind: ImageType) -> str | None:
     response_model=UploadAccepted,
     responses={
         202: {"links": job_links("getImage", "image_id")},
-        **responses(400, 413, 415, 422, 503),
+        **responses(400, 413, 415, 422, 429, 503),
     },
     summary="Upload an image to thumbnail",
 )
@@ -133,9 +133,11 @@ async def create_upload(
     file: Annotated[UploadFile, File(description="The image (JPEG, PNG, GIF, WebP, BMP or TIFF).")],
     response: Response,
     services: ServicesDep,
+    caller: CallerDep,
 ) -> UploadAccepted:
     """Store the original as `<UPLOADS_DIR>/<id>.<ext>`, record it, publish its job."""
     settings = services.settings
+    await require_room(services, caller)
     head = await file.read(SNIFF_BYTES)
     size = file.size if file.size is not None else len(head)
     if size > settings.max_upload_bytes:
@@ -162,6 +164,7 @@ async def create_upload(
         content_type=kind.content_type,
         bytes=size,
         path=name,
+        caller=caller.name,
     )
     try:
         await store.insert_upload(services.pool, record)
