@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from imagebatch.core.imagebatch import DNS_LABEL
@@ -30,8 +30,9 @@ class Caller:
     """Namespace of /batches when the request names none (None: the api's KUBE_NAMESPACE)."""
     only_namespace: bool = False
     """`token` mode: `namespace` is the one namespace this caller may use for batches."""
-    kube_token: str | None = None
-    """`kubernetes` mode: batch calls go to the API server with this token, so RBAC decides."""
+    kube_token: str | None = field(default=None, repr=False)
+    """`kubernetes` mode: batch calls go to the API server with this token, so RBAC decides
+    (kept out of `repr`, so a logged caller never shows it)."""
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,14 @@ class TokenFileError(ValueError):
 
 @dataclass(frozen=True)
 class TokenTable:
-    """The static tokens of `token` mode: token → the namespace its holder may use."""
+    """The static tokens of `token` mode: SHA-256 of each token → the namespace its holder may
+    use (digests, so every comparison is of equal length)."""
 
     entries: tuple[tuple[bytes, str], ...]
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 def parse_tokens(text: str) -> TokenTable:
@@ -102,7 +108,7 @@ def parse_tokens(text: str) -> TokenTable:
         if token in seen:
             raise TokenFileError(f"line {number}: the token is listed twice")
         seen.add(token)
-        entries.append((token.encode(), namespace))
+        entries.append((digest(token), namespace))
     return TokenTable(tuple(entries))
 
 
@@ -116,7 +122,7 @@ def token_caller(token: str, table: TokenTable) -> Caller | AuthFailure:
     Every entry is compared, in constant time, whether or not an earlier one matched: how long
     the answer takes says nothing about how close a guess was.
     """
-    sent = token.encode()
+    sent = digest(token)
     found: str | None = None
     for candidate, namespace in table.entries:
         if hmac.compare_digest(sent, candidate) and found is None:

@@ -49,7 +49,7 @@ class AuthMiddleware:
         self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_open(scope["path"]):
+        if scope["type"] not in ("http", "websocket") or is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         header = dict(scope["headers"]).get(b"authorization")
@@ -60,11 +60,17 @@ class AuthMiddleware:
                 client[0] if client else None,
             )
         except ApiError as exc:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1011})
+                return
             await problem_response(exc.status_code, exc.detail, headers=exc.headers)(
                 scope, receive, send
             )
             return
         if isinstance(outcome, AuthFailure):
+            if scope["type"] == "websocket":  # none are served; refuse before routing anyway
+                await send({"type": "websocket.close", "code": 1008})
+                return
             await self.refuse(outcome, scope)(scope, receive, send)
             return
         scope[CALLER_KEY] = outcome

@@ -196,3 +196,11 @@ async def test_token_reviews_are_reused_for_a_while_then_asked_again() -> None:
     assert answer == Caller("jane", kube_token="good")
     assert isinstance(await tokens.authenticate(None, None), AuthFailure)
     assert asked == ["good", "bad", "good"]
+
+
+def test_a_caller_s_kubernetes_token_never_shows_in_its_repr() -> None:
+    status = {"authenticated": True, "user": {"username": "jane"}}
+    caller = review_caller("secret-token-value", status)
+    assert isinstance(caller, Caller)
+    assert caller.kube_token == "secret-token-value"
+    assert "secret-token-value" not in repr(caller)
