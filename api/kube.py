@@ -231,15 +231,15 @@ class BatchClient:
     async def review_token(self, token: str) -> dict[str, Any]:
         """The `status` of a TokenReview of `token`, asked with the api's own credentials."""
         authn = kubernetes.client.AuthenticationV1Api(self._client())
-        body: dict[str, Any] = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenReview",
-            "spec": {"token": token},
-        }
+        body = kubernetes.client.V1TokenReview(
+            api_version="authentication.k8s.io/v1",
+            kind="TokenReview",
+            spec=kubernetes.client.V1TokenReviewSpec(token=token),
+        )
         timeout = self._settings.kube_timeout_seconds
 
         def run() -> dict[str, Any]:
-            review = authn.create_token_review(body, _request_timeout=timeout)  # type: ignore[arg-type]
+            review = authn.create_token_review(body, _request_timeout=timeout)
             status = review.status.to_dict() if review.status is not None else {}
             return status if isinstance(status, dict) else {}
 
