@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from imagebatch.core.settings import CommonSettings
-from tests.support.api import api_settings, running_api
+from tests.support.api import api_settings, query, running_api
 from tests.support.k8s import REPO, KubeCluster
 
 pytestmark = pytest.mark.k8s
@@ -218,3 +218,17 @@ async def test_the_api_s_own_account_cannot_create_batches_anywhere(
 
     assert answer.stdout.strip() == "no"
     assert reviews.stdout.strip() == "yes"
+
+
+async def test_a_task_is_recorded_as_the_reviewed_user_s(
+    api: httpx.AsyncClient, namespace: str, caller_token: str, messaging: CommonSettings
+) -> None:
+    response = await api.post(
+        "/tasks", json={"url": "https://example.test/a.jpg"}, headers=bearer(caller_token)
+    )
+
+    assert response.status_code == 202
+    [row] = await query(
+        messaging.database_url, "SELECT caller FROM jobs WHERE id = $1", response.json()["id"]
+    )
+    assert row["caller"] == f"system:serviceaccount:{namespace}:caller"
