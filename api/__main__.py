@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from pydantic import ValidationError
 
 from imagebatch.api.app import create_app
+from imagebatch.api.authenticators import AuthConfigError
 from imagebatch.api.settings import ApiSettings
 from imagebatch.core.telemetry import API_SERVICE, setup_tracing
 
@@ -46,8 +47,13 @@ def main() -> None:
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, _exit_cleanly)
     try:
+        app = create_app(settings)
+    except AuthConfigError as exc:
+        provider.shutdown()
+        raise SystemExit(f"imagebatch-api: {exc}") from None
+    try:
         uvicorn.run(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             proxy_headers=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -25,9 +26,13 @@ from imagebatch.api import (
     routes_tasks,
     routes_uploads,
 )
+from imagebatch.api.auth_middleware import AuthMiddleware, is_open
+from imagebatch.api.authenticators import build_authenticator
 from imagebatch.api.deps import Services
-from imagebatch.api.errors import install_error_handlers, problem_response
+from imagebatch.api.errors import install_error_handlers, problem_response, responses
 from imagebatch.api.kube import BatchClient
+from imagebatch.api.limit_middleware import LimitMiddleware
+from imagebatch.api.limits import RateLimiter
 from imagebatch.api.metrics import ApiMetrics, MetricsMiddleware
 from imagebatch.api.publisher import Publisher
 from imagebatch.api.settings import ApiSettings
@@ -52,7 +57,8 @@ DESCRIPTION = """\
 Thumbnails for single images (`POST /tasks`, `POST /uploads`), for the seed table
 (`POST /enqueue`) and for whole batches (`/batches`, ImageBatch resources of the cluster).
 Every error has the body `{"detail": "...", "errors": [...]}`; 503 means a server the api
-depends on is unavailable, and says which.
+depends on is unavailable, and says which. Every route but `/healthz`, `/readyz` and `/metrics`
+needs `Authorization: Bearer <token>` unless the api runs with `AUTH_MODE=none` (401 otherwise).
 """
 
 
@@ -73,9 +79,47 @@ async def open_database(settings: ApiSettings) -> asyncpg.Pool:
         ) from exc
 
 
+def document_security(app: FastAPI) -> None:
+    """Tell OpenAPI readers that every route but the open ones takes a bearer token and may
+    answer 401 (the gate is a middleware, which FastAPI's schema cannot see)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = generate()
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["bearer"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A Kubernetes token (AUTH_MODE=kubernetes) or a static token "
+            "(AUTH_MODE=token); nothing with AUTH_MODE=none.",
+        }
+        unauthorized = responses(401)[401]
+        problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, item in schema.get("paths", {}).items():
+            if is_open(path):
+                continue
+            for operation in item.values():
+                operation["security"] = [{"bearer": []}]
+                operation["responses"].setdefault(
+                    "401", {"description": unauthorized["description"], "content": problem}
+                )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
-    """A ready-to-serve application for `settings`."""
+    """A ready-to-serve application for `settings`.
+
+    Raises `AuthConfigError` when callers cannot be authenticated as configured (no tokens file,
+    no cluster to review tokens): the api never starts open by accident.
+    """
     metrics = ApiMetrics()
+    batches = BatchClient(settings)
+    authenticator = build_authenticator(settings, batches)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,7 +129,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
             confirm_timeout=settings.publish_timeout_seconds,
             retry_every=settings.broker_retry_seconds,
         )
-        batches = BatchClient(settings)
         try:
             await publisher.start()
             buckets = Buckets(settings)
@@ -113,6 +156,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    document_security(app)
 
     async def on_database_down(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
@@ -138,6 +182,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.mount("/static", routes_page.static_files(), name="static")
 
     app.add_middleware(routes_uploads.UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        LimitMiddleware,
+        requests=RateLimiter(settings.rate_limit_per_minute, "tasks and uploads"),
+        upload_bytes=RateLimiter(settings.upload_bytes_per_minute, "upload bytes"),
+    )
+    app.add_middleware(
+        AuthMiddleware, authenticator=authenticator, page=routes_page.PAGE_DIR / "index.html"
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics, root=app)
     FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz$,/readyz$,/metrics$,/static/")
     return app

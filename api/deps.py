@@ -8,7 +8,9 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Request
 
-from imagebatch.api.errors import DependencyUnavailable
+from imagebatch.api.auth import Caller
+from imagebatch.api.auth_middleware import caller_of
+from imagebatch.api.errors import DependencyUnavailable, Unauthorized
 from imagebatch.api.kube import BatchClient
 from imagebatch.api.metrics import ApiMetrics
 from imagebatch.api.publisher import Publisher
@@ -42,3 +44,14 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_caller(request: Request) -> Caller:
+    """The caller `AuthMiddleware` found (every route but the open ones has one)."""
+    caller = caller_of(request.scope)
+    if caller is None:
+        raise Unauthorized("this api needs a caller: send `Authorization: Bearer <token>`")
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

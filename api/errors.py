@@ -46,6 +46,30 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class Unauthorized(ApiError):
+    """No valid caller; the header tells a client how to authenticate."""
+
+    status_code = 401
+
+    def __init__(self, detail: str, *, challenge: str = 'Bearer realm="imagebatch"') -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(ApiError):
+    """The caller is known but may not do this (RBAC, or its token's namespace)."""
+
+    status_code = 403
+
+
+class TooManyRequests(ApiError):
+    """A per-caller limit is reached; `Retry-After` says when to try again."""
+
+    status_code = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
 class NotFound(ApiError):
     status_code = 404
 
@@ -157,11 +181,14 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for the error codes a route can answer with."""
     descriptions = {
         400: "The body cannot be parsed (not UTF-8 JSON, or broken multipart).",
+        401: "No valid caller: send `Authorization: Bearer <token>`.",
+        403: "The caller may not do this (Kubernetes RBAC, or its token's namespace).",
         404: "No such resource.",
         409: "Conflicts with an existing resource (e.g. Idempotency-Key reused with another body).",
         413: "The upload is larger than the configured limit.",
         415: "The upload is not an image type the workers can read.",
         422: "The request does not validate; `errors` lists each field.",
+        429: "A per-caller limit is reached; retry after `Retry-After` seconds.",
         503: "A server the api depends on (RabbitMQ, PostgreSQL, Kubernetes) is unavailable.",
     }
     return {code: {"model": Problem, "description": descriptions[code]} for code in codes}

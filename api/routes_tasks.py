@@ -17,8 +17,9 @@ import asyncpg
 from fastapi import APIRouter, Header, Path, Query, Response
 
 from imagebatch.api import store
-from imagebatch.api.deps import ServicesDep
-from imagebatch.api.errors import Conflict, NotFound, responses
+from imagebatch.api.auth import Caller
+from imagebatch.api.deps import CallerDep, Services, ServicesDep
+from imagebatch.api.errors import Conflict, NotFound, TooManyRequests, responses
 from imagebatch.api.models import (
     IDEMPOTENCY_KEY_PATTERN,
     Accepted,
@@ -39,6 +40,24 @@ JobId = Annotated[
         description="Id returned when the job was accepted.",
     ),
 ]
+
+
+OPEN_TASKS_RETRY_AFTER = 10
+"""Seconds a caller at MAX_OPEN_TASKS is told to wait: about what a few thumbnails take."""
+
+
+async def require_room(services: Services, caller: Caller) -> None:
+    """429 when `caller` already has MAX_OPEN_TASKS tasks and uploads not yet finished.
+
+    Counted, not reserved: requests of one caller racing each other may pass it by a few.
+    """
+    limit = services.settings.max_open_tasks
+    if limit and await store.open_jobs(services.pool, caller.name) >= limit:
+        raise TooManyRequests(
+            f"this caller already has {limit} unfinished tasks and uploads (MAX_OPEN_TASKS); "
+            "retry when some have completed",
+            retry_after=OPEN_TASKS_RETRY_AFTER,
+        )
 
 
 def request_hash(url: str, ops: list[Any]) -> str:
@@ -77,7 +96,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         response_model=Accepted,
         responses={
             202: {"links": job_links("getTask", "task_id")},
-            **responses(400, 409, 422, 503),
+            **responses(400, 409, 422, 429, 503),
         },
         summary="Thumbnail one image by URL",
     )
@@ -85,6 +104,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         body: TaskRequest,
         response: Response,
         services: ServicesDep,
+        caller: CallerDep,
         idempotency_key: Annotated[
             str | None,
             Header(
@@ -101,6 +121,11 @@ def build_router(settings: ApiSettings) -> APIRouter:
         """
         ops: list[Any] = [op if isinstance(op, str) else op.model_dump() for op in body.ops]
         fingerprint = request_hash(body.url, ops)
+        replay = idempotency_key is not None and (
+            await store.task_by_key(services.pool, idempotency_key) is not None
+        )
+        if not replay:
+            await require_room(services, caller)
         row, created = await store.insert_task(
             services.pool,
             job_id=str(uuid.uuid4()),
@@ -108,10 +133,15 @@ def build_router(settings: ApiSettings) -> APIRouter:
             ops=ops,
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
+            caller=caller.name,
         )
         status_url = f"/tasks/{row['id']}"
         response.headers["Location"] = status_url
         if not created:
+            if row["caller"] not in (None, caller.name):
+                raise Conflict(
+                    f"Idempotency-Key {idempotency_key!r} is already taken; send a new key"
+                )
             if row["request_hash"] != fingerprint:
                 raise Conflict(
                     f"Idempotency-Key {idempotency_key!r} was already used for task {row['id']} "

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imagebatch.api import store
-from imagebatch.api.deps import ServicesDep
+from imagebatch.api.deps import CallerDep, ServicesDep
 from imagebatch.api.errors import (
     PayloadTooLarge,
     UnsupportedMedia,
@@ -29,7 +29,7 @@ from imagebatch.api.errors import (
     responses,
 )
 from imagebatch.api.models import UploadAccepted
-from imagebatch.api.routes_tasks import job_links
+from imagebatch.api.routes_tasks import job_links, require_room
 from imagebatch.core.imagetypes import ACCEPTED, SNIFF_BYTES, ImageType, sniff
 from imagebatch.core.jobs import mark_published
 from imagebatch.core.messages import UPLOAD_SCHEME, ImageJob
@@ -109,7 +109,7 @@ def readable_header(data: bytes, kind: ImageType) -> str | None:
     response_model=UploadAccepted,
     responses={
         202: {"links": job_links("getImage", "image_id")},
-        **responses(400, 413, 415, 422, 503),
+        **responses(400, 413, 415, 422, 429, 503),
     },
     summary="Upload an image to thumbnail",
 )
@@ -117,9 +117,11 @@ async def create_upload(
     file: Annotated[UploadFile, File(description="The image (JPEG, PNG, GIF, WebP, BMP or TIFF).")],
     response: Response,
     services: ServicesDep,
+    caller: CallerDep,
 ) -> UploadAccepted:
     """Store the original as `<id>.<ext>` at UPLOADS_URL, record it, publish its job."""
     settings = services.settings
+    await require_room(services, caller)
     head = await file.read(SNIFF_BYTES)
     size = file.size if file.size is not None else len(head)
     if size > settings.max_upload_bytes:
@@ -144,6 +146,7 @@ async def create_upload(
         content_type=kind.content_type,
         bytes=size,
         path=name,
+        caller=caller.name,
     )
     try:
         await store.insert_upload(services.pool, record)

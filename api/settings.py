@@ -7,11 +7,14 @@ object with explicit values instead of touching the environment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
 from imagebatch.core.locations import Location, parse_location, resolve_location
 from imagebatch.core.settings import CommonSettings
+
+AuthMode = Literal["kubernetes", "token", "none"]
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -98,3 +101,44 @@ class ApiSettings(CommonSettings):
     page_refresh_seconds: float = Field(
         default=2.0, gt=0, description="How often the web page polls for progress."
     )
+    auth_mode: AuthMode | None = Field(
+        default=None,
+        description=(
+            "Who may call: `kubernetes` (bearer tokens checked with a TokenReview), `token` "
+            "(static tokens from AUTH_TOKENS_FILE) or `none` (anyone; local development only). "
+            "Unset: `kubernetes` when a cluster is configured, else `token`; never `none`."
+        ),
+    )
+    auth_tokens_file: Path | None = Field(
+        default=None,
+        description="`token` mode: one `<token> <namespace>` per line (mounted from a Secret).",
+    )
+    auth_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="`kubernetes` mode: how long a TokenReview's answer is reused for a token.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=600,
+        ge=0,
+        description="POST /tasks and POST /uploads per caller and minute (0: no limit).",
+    )
+    upload_bytes_per_minute: int = Field(
+        default=512 * 1024 * 1024,
+        ge=0,
+        description="Bytes of POST /uploads per caller and minute (0: no limit).",
+    )
+    max_open_tasks: int = Field(
+        default=1000,
+        ge=0,
+        description="Tasks and uploads per caller not yet completed or failed (0: no limit).",
+    )
+
+    def effective_auth_mode(self) -> AuthMode:
+        """AUTH_MODE, or what an unset one means: the cluster's tokens when there is a cluster,
+        else static tokens. Anonymous access is never implied."""
+        if self.auth_mode is not None:
+            return self.auth_mode
+        if self.kubeconfig is not None or self.kubernetes_service_host:
+            return "kubernetes"
+        return "token"

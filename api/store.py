@@ -37,6 +37,7 @@ class UploadRecord:
     content_type: str
     bytes: int
     path: str
+    caller: str | None = None
 
 
 async def insert_task(
@@ -47,6 +48,7 @@ async def insert_task(
     ops: list[Any],
     idempotency_key: str | None,
     request_hash: str,
+    caller: str | None = None,
 ) -> tuple[asyncpg.Record, bool]:
     """Insert a pending task; with a key already used, return that task instead.
 
@@ -55,14 +57,15 @@ async def insert_task(
     """
     for _ in range(3):
         row = await pool.fetchrow(
-            "INSERT INTO jobs (id, kind, url, ops, status, idempotency_key, request_hash)"
-            " VALUES ($1, 'task', $2, $3, 'pending', $4, $5)"
+            "INSERT INTO jobs (id, kind, url, ops, status, idempotency_key, request_hash, caller)"
+            " VALUES ($1, 'task', $2, $3, 'pending', $4, $5, $6)"
             " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
             job_id,
             url,
             ops,
             idempotency_key,
             request_hash,
+            caller,
         )
         if row is not None:
             return row, True
@@ -79,11 +82,12 @@ async def insert_upload(pool: asyncpg.Pool, upload: UploadRecord) -> None:
     """The upload's job and its `uploads` row, together or not at all."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
-            "INSERT INTO jobs (id, kind, url, ops, status)"
-            " VALUES ($1, 'upload', $2, $3, 'pending')",
+            "INSERT INTO jobs (id, kind, url, ops, status, caller)"
+            " VALUES ($1, 'upload', $2, $3, 'pending', $4)",
             upload.id,
             upload.url,
             SHORT_OPS,
+            upload.caller,
         )
         await conn.execute(
             "INSERT INTO uploads (id, filename, content_type, bytes, path)"
@@ -94,6 +98,22 @@ async def insert_upload(pool: asyncpg.Pool, upload: UploadRecord) -> None:
             upload.bytes,
             upload.path,
         )
+
+
+async def open_jobs(pool: asyncpg.Pool, caller: str) -> int:
+    """Tasks and uploads of `caller` that are not completed or failed yet."""
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM jobs WHERE caller = $1 AND status IN ('pending', 'processing')",
+        caller,
+    )
+    return count
+
+
+async def task_by_key(pool: asyncpg.Pool, idempotency_key: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await pool.fetchrow(
+        "SELECT * FROM jobs WHERE idempotency_key = $1", idempotency_key
+    )
+    return row
 
 
 async def delete_job(pool: asyncpg.Pool, job_id: str) -> None:

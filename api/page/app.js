@@ -1,5 +1,7 @@
 // The ImageBatch page: upload, add URLs, and watch batches and recent images update by polling.
 // Plain browser JavaScript, no build step. All data is inserted with textContent, never as HTML.
+// Where the api needs a caller (AUTH_MODE kubernetes or token) the page asks for a token, keeps it
+// in this browser's localStorage and sends it as `Authorization: Bearer` with each request.
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -7,6 +9,50 @@ const RECENT_LIMIT = 24;
 
 const $ = (id) => document.getElementById(id);
 const rel = (url) => url.replace(/^\//, ""); // relative, so the page also works under a path prefix
+
+// ---- the caller's token -----------------------------------------------------------------------
+
+const TOKEN_KEY = "imagebatch.token";
+
+function token() {
+  return localStorage.getItem(TOKEN_KEY) || "";
+}
+
+function withToken(headers = {}) {
+  const value = token();
+  return value ? { ...headers, Authorization: `Bearer ${value}` } : headers;
+}
+
+function askForToken(message) {
+  $("token-form").hidden = false;
+  $("token-note").textContent = message;
+}
+
+// fetch() with the token; a 401 shows the token field with the api's reason.
+async function call(url, options = {}) {
+  const response = await fetch(url, { ...options, headers: withToken(options.headers) });
+  if (response.status === 401) {
+    askForToken(token() ? "The api refused this token." : "The api needs a token.");
+  }
+  return response;
+}
+
+function setUpToken() {
+  if (token()) $("token-form").hidden = false;
+  $("token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const value = $("token").value.trim();
+    if (value) localStorage.setItem(TOKEN_KEY, value);
+    $("token").value = "";
+    $("token-note").textContent = value ? "Token saved in this browser." : "";
+    refresh();
+  });
+  $("token-forget").addEventListener("click", () => {
+    localStorage.removeItem(TOKEN_KEY);
+    $("token-note").textContent = "Token forgotten.";
+    refresh();
+  });
+}
 
 async function problemText(response) {
   try {
@@ -47,7 +93,7 @@ function buildTile(job) {
   if (job.status === "completed" && job.thumbnail_url) {
     const img = el("img");
     img.alt = "thumbnail of " + tileLabel(job);
-    img.src = rel(job.thumbnail_url);
+    showThumbnail(img, rel(job.thumbnail_url));
     frame.append(img);
   } else {
     frame.textContent = job.status === "failed" ? "failed" : job.status + "…";
@@ -59,6 +105,14 @@ function buildTile(job) {
   li.append(frame, meta);
   if (job.error) li.append(el("div", "error", job.error));
   return li;
+}
+
+// An <img src> sends no Authorization header: the thumbnail is fetched with the token instead.
+async function showThumbnail(img, url) {
+  const response = await call(url);
+  if (!response.ok) return;
+  img.src = URL.createObjectURL(await response.blob());
+  img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
 }
 
 function renderRecent(data) {
@@ -126,7 +180,7 @@ function renderBatches(batches) {
 // ---- polling ----------------------------------------------------------------------------------
 
 async function refreshRecent() {
-  const response = await fetch(`images?limit=${RECENT_LIMIT}`, { cache: "no-store" });
+  const response = await call(`images?limit=${RECENT_LIMIT}`, { cache: "no-store" });
   if (!response.ok) {
     $("recent-note").textContent = await problemText(response);
     return;
@@ -135,7 +189,7 @@ async function refreshRecent() {
 }
 
 async function refreshBatches() {
-  const response = await fetch("batches", { cache: "no-store" });
+  const response = await call("batches", { cache: "no-store" });
   if (!response.ok) {
     renderBatches([]);
     $("batches-note").textContent = await problemText(response);
@@ -187,6 +241,7 @@ function upload(file) {
   form.append("file", file);
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "uploads");
+  for (const [name, value] of Object.entries(withToken())) xhr.setRequestHeader(name, value);
   xhr.upload.onprogress = (e) => {
     if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total;
   };
@@ -197,6 +252,7 @@ function upload(file) {
     try {
       body = JSON.parse(xhr.responseText);
     } catch {}
+    if (xhr.status === 401) askForToken(body.detail || "The api needs a token.");
     if (xhr.status === 202) {
       status.classList.remove("error");
       status.textContent = `Uploaded ${file.name}; making the thumbnail…`;
@@ -245,7 +301,7 @@ function setUpForms() {
     e.preventDefault();
     const status = $("task-status");
     const url = $("task-url").value.trim();
-    const response = await fetch("tasks", {
+    const response = await call("tasks", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ url, ops: ["thumbnail"] }),
@@ -264,5 +320,6 @@ function setUpForms() {
   });
 }
 
+setUpToken();
 setUpForms();
 loop();

@@ -215,6 +215,8 @@ async def run(args: argparse.Namespace) -> int:
                 "PORT": str(api_port),
                 "KUBECONFIG": str(plane.kubeconfig),
                 "KUBE_NAMESPACE": NAMESPACE,
+                # A throwaway stack on 127.0.0.1: anyone on this machine may use the api.
+                "AUTH_MODE": "none",
                 "OUTPUT_DIR": str(data),
                 "UPLOADS_DIR": str(data / "uploads"),
                 "PYTHONSAFEPATH": "1",

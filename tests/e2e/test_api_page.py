@@ -1,6 +1,7 @@
-"""The web page as a person uses it, in headless Chromium (Debian's, driven by playwright):
-choose a photo, upload it, watch its thumbnail appear without reloading, add a URL, and see a
-batch's progress. A screenshot is saved under the test's temp dir."""
+"""The web page as a person uses it, in headless Chromium (Debian's, driven by playwright): give
+the api's token when the page asks for it, choose a photo, upload it, watch its thumbnail appear
+without reloading, add a URL, and see a batch's progress. A screenshot is saved under the test's
+temp dir."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from tests.support.photos import photos
 pytestmark = [pytest.mark.slow, pytest.mark.k8s]
 
 CHROMIUM = "/usr/bin/chromium"
+TOKEN = "page-token-0123456789abcdef"
+REFUSED = "the server responded with a status of 401"
+"""Chromium's console line for each request the api refused before the token was given."""
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -57,14 +61,23 @@ async def test_upload_a_photo_and_watch_its_thumbnail_appear(
     photo.write_bytes(photos((1024, 768))[2])
     screenshot = tmp_path / "page.png"
     console_errors: list[str] = []
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN} {namespace}\n")
 
     async with (
         ImageServer() as images,
         api_process(
-            messaging, tmp_path, KUBECONFIG=kube_cluster.kubeconfig, KUBE_NAMESPACE=namespace
+            messaging,
+            tmp_path,
+            KUBECONFIG=kube_cluster.kubeconfig,
+            KUBE_NAMESPACE=namespace,
+            AUTH_MODE="token",
+            AUTH_TOKENS_FILE=tokens,
         ) as (base, _api),
         worker_process(messaging, tmp_path),
-        httpx.AsyncClient(base_url=base, timeout=10) as client,
+        httpx.AsyncClient(
+            base_url=base, timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as client,
         async_playwright() as playwright,
     ):
         created = await client.post(
@@ -83,12 +96,16 @@ async def test_upload_a_photo_and_watch_its_thumbnail_appear(
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
 
         def on_console(message: ConsoleMessage) -> None:
-            if message.type == "error":
+            if message.type == "error" and REFUSED not in message.text:
                 console_errors.append(message.text)
 
         page.on("console", on_console)
         await page.goto(base + "/")
         await expect(page.locator("h1")).to_have_text("ImageBatch")
+        await expect(page.locator("#token-note")).to_have_text("The api needs a token.")
+        await page.fill("#token", TOKEN)
+        await page.click("#token-form button[type=submit]")
+        await expect(page.locator("#token-note")).to_have_text("Token saved in this browser.")
 
         await page.set_input_files("#file", str(photo))
         await page.click("#upload-button")

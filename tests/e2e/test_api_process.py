@@ -22,7 +22,7 @@ async def test_the_console_script_serves_until_sigterm_and_exits_0(
     messaging: CommonSettings, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = service_env(messaging, HOST="127.0.0.1", PORT=port, OUTPUT_DIR=tmp_path)
+    env = service_env(messaging, HOST="127.0.0.1", PORT=port, OUTPUT_DIR=tmp_path, AUTH_MODE="none")
     api = start("api", "", env, tmp_path, argv=[str(CONSOLE_SCRIPT)])
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2) as client:
@@ -41,6 +41,26 @@ async def test_the_console_script_serves_until_sigterm_and_exits_0(
 
     assert ready == {"ok": True, "checks": {"postgresql": "ok", "rabbitmq": "ok"}}
     assert code == 0, api.output()
+    assert "WARNING imagebatch.api.authenticators: AUTH_MODE=none: the api accepts every" in (
+        api.output()
+    )
+
+
+async def test_without_auth_mode_or_a_cluster_start_up_asks_for_tokens_instead_of_opening(
+    messaging: CommonSettings, tmp_path: Path
+) -> None:
+    env = service_env(messaging, HOST="127.0.0.1", PORT=free_port(), OUTPUT_DIR=tmp_path)
+    api = start("api", "imagebatch.api", env, tmp_path)
+
+    code = api.process.wait(30)
+
+    assert code != 0
+    output = api.output()
+    assert (
+        "imagebatch-api: AUTH_MODE=token (AUTH_MODE is unset and no cluster is configured) "
+        "needs AUTH_TOKENS_FILE" in output
+    )
+    assert "Traceback" not in output
 
 
 async def test_a_setting_that_does_not_parse_stops_start_up_naming_it(
@@ -67,6 +87,7 @@ async def test_a_database_that_never_answers_stops_start_up_with_the_reason(
         PORT=free_port(),
         DATABASE_URL="postgresql://postgres@127.0.0.1:1/none",
         STARTUP_TIMEOUT_SECONDS="1",
+        AUTH_MODE="none",
     )
     api = start("api", "imagebatch.api", env, tmp_path)
 

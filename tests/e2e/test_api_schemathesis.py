@@ -3,7 +3,9 @@ every operation produce no 5xx and no response that breaks the documented schema
 content types or headers.
 
 The api runs as a real process on real PostgreSQL, RabbitMQ and the suite's Kubernetes API
-server, so /batches answers from a cluster rather than with 503.
+server, so /batches answers from a cluster rather than with 503. It runs with `AUTH_MODE=token`:
+schemathesis sends the test namespace's token, and its `ignored_auth` check verifies that every
+operation documented as secured refuses a request without it.
 """
 
 from __future__ import annotations
@@ -25,17 +27,22 @@ pytestmark = [pytest.mark.slow, pytest.mark.k8s]
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 25
+TOKEN = "schemathesis-token-0123456789"
 
 
 async def test_generated_requests_get_no_5xx_and_documented_responses(
     messaging: CommonSettings, tmp_path: Path, kube_cluster: KubeCluster, namespace: str
 ) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN} {namespace}\n")
     async with api_process(
         messaging,
         tmp_path,
         KUBECONFIG=kube_cluster.kubeconfig,
         KUBE_NAMESPACE=namespace,
         MAX_UPLOAD_BYTES=256 * 1024,
+        AUTH_MODE="token",
+        AUTH_TOKENS_FILE=tokens,
     ) as (base, api):
         result = await asyncio.to_thread(
             subprocess.run,
@@ -45,6 +52,7 @@ async def test_generated_requests_get_no_5xx_and_documented_responses(
                 "run",
                 f"{base}/openapi.json",
                 "--checks=all",
+                f"--header=Authorization: Bearer {TOKEN}",
                 f"--max-examples={MAX_EXAMPLES}",
                 # One worker: with threads, hypothesis' lambda naming races in CPython 3.11's
                 # `ast` module ("AST constructor recursion depth mismatch"), a tool error.

@@ -30,7 +30,8 @@ def api_settings(messaging: CommonSettings, tmp_path: Path, **overrides: Any) ->
     """Settings for an api on the test's database and exchange, with folders under tmp_path.
 
     Every field the environment could set is given explicitly, so a KUBECONFIG exported by
-    another fixture does not leak in.
+    another fixture does not leak in. Callers are not authenticated (`AUTH_MODE=none`, set
+    explicitly as the api requires) unless a test about authentication overrides it.
     """
     values: dict[str, Any] = {
         **messaging.model_dump(),
@@ -46,6 +47,8 @@ def api_settings(messaging: CommonSettings, tmp_path: Path, **overrides: Any) ->
         "kubernetes_service_host": None,
         "kube_namespace": "default",
         "kube_timeout_seconds": 5.0,
+        "auth_mode": "none",
+        "auth_tokens_file": None,
     }
     values.update(overrides)
     settings = ApiSettings(**values)

@@ -43,6 +43,11 @@ SERVICE_ENV = (
     "OTEL_SERVICE_NAME",
     "HOST",
     "PORT",
+    "AUTH_MODE",
+    "AUTH_TOKENS_FILE",
+    "RATE_LIMIT_PER_MINUTE",
+    "UPLOAD_BYTES_PER_MINUTE",
+    "MAX_OPEN_TASKS",
 )
 """Variables the parent's environment must not leak into a service started by a test."""
 
@@ -132,7 +137,11 @@ async def wait_until(
 async def api_process(
     messaging: CommonSettings, tmp_path: Path, **variables: object
 ) -> AsyncIterator[tuple[str, Service]]:
-    """`python -m imagebatch.api` on a free loopback port; yields (base URL, service)."""
+    """`python -m imagebatch.api` on a free loopback port; yields (base URL, service).
+
+    Without authentication (`AUTH_MODE=none`, explicitly) unless `variables` say otherwise.
+    """
+    variables = {"AUTH_MODE": "none", **variables}
     port = free_port()
     env = service_env(
         messaging,

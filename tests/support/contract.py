@@ -24,7 +24,19 @@ CONTRACT_ENV: dict[str, frozenset[str]] = {
         "METRICS_PORT",
         "ALLOW_PRIVATE_SOURCES",
     },
-    "api": CONNECTION_ENV | MESSAGING_ENV | {"HOST", "PORT", "OUTPUT_DIR", "UPLOADS_DIR"},
+    "api": CONNECTION_ENV
+    | MESSAGING_ENV
+    | {
+        "HOST",
+        "PORT",
+        "OUTPUT_DIR",
+        "UPLOADS_DIR",
+        "AUTH_MODE",
+        "AUTH_TOKENS_FILE",
+        "RATE_LIMIT_PER_MINUTE",
+        "UPLOAD_BYTES_PER_MINUTE",
+        "MAX_OPEN_TASKS",
+    },
     "samples": frozenset(),
     "operator": CONNECTION_ENV
     | MESSAGING_ENV

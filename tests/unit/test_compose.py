@@ -113,6 +113,15 @@ def test_the_processes_get_only_environment_variables_the_contract_names(
         assert set(env(service)) <= CONTRACT_ENV[name], name
 
 
+def test_the_local_api_runs_without_authentication_on_purpose_and_only_on_loopback(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    api = services["api"]
+    assert env(api)["AUTH_MODE"] == "none", "set explicitly: an unset AUTH_MODE is not `none`"
+    assert [str(port).split(":")[0] for port in api["ports"]] == ["127.0.0.1"]
+    assert "AUTH_MODE: none" in COMPOSE_FILE.read_text()
+
+
 def test_published_ports_are_the_documented_ones_on_loopback_only(
     services: dict[str, dict[str, Any]],
 ) -> None:
