@@ -180,7 +180,12 @@ def test_without_o_tmpfile_files_get_a_temp_name_instead(
     monkeypatch.setattr(os, "open", no_tmpfile)
     renamed: list[object] = []
     real_replace = os.replace
-    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(a), real_replace(a, b)))
+
+    def noted_replace(src: str, dst: str) -> None:
+        renamed.append(src)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", noted_replace)
     storage = Storage(tmp_path)
     assert storage.write_group([(PurePosixPath("f/1.jpg"), b"1"), (PurePosixPath("f/2.jpg"), b"2")])
     assert not storage.anonymous, "tried once, then not again"
@@ -193,9 +198,9 @@ def test_a_nameless_file_never_replaces_one_that_appeared_meanwhile(tmp_path: Pa
     storage = Storage(tmp_path)
     real_link = os.link
 
-    def someone_was_first(src: str, dst: Path, **kwargs: int) -> None:
+    def someone_was_first(src: str, dst: Path, *, src_dir_fd: int) -> None:
         Path(dst).write_bytes(b"the other delivery's")
-        real_link(src, dst, **kwargs)
+        real_link(src, dst, src_dir_fd=src_dir_fd)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "link", someone_was_first)
