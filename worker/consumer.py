@@ -229,7 +229,9 @@ class Consumer:
             job = decode_job(message.body)
             job_id, batch = job.id, job.batch
             trace.get_current_span().set_attribute("imagebatch.job.id", job.id)
-            result = await self.pipeline.process(job, timeline)
+            result = await self.pipeline.process(
+                job, timeline, redelivered=bool(message.redelivered)
+            )
         except Exception as exc:
             if not isinstance(exc, ImageBatchError):
                 log.exception("unexpected error on message %s", message.message_id)

@@ -16,6 +16,9 @@ applied elsewhere.
 | `TransientError` (or a bug), attempts left      | `RetryAfter` (backoff, ≥ server's)   | spent   |
 | `TransientError` (or a bug), attempts used up   | `DeadLetter` `retries_exhausted`     | —       |
 | `PermanentError`                                | `DeadLetter` with its code           | —       |
+|   — among them `delivery_limit`: `MAX_ATTEMPTS` |                                      |         |
+|   deliveries in a row died processing the job   |                                      |         |
+|   (worker/poison.py, checked at claim time)     |                                      |         |
 | `DependencyDown` (database, broker, output      | `Requeue` after a pause              | kept    |
 |   store, disk)                                  |                                      |         |
 """

@@ -30,7 +30,9 @@ from imagebatch.core.messages import ImageJob
 from imagebatch.worker.download import Downloader
 from imagebatch.worker.metrics import WorkerMetrics
 from imagebatch.worker.outputs import OutputFile, Outputs
+from imagebatch.worker.poison import delivery_limit
 from imagebatch.worker.records import Claim, JobRecords, OutputRecord, SourceRecord
+from imagebatch.worker.solo import Solo
 from imagebatch.worker.storage import Planned, plan_outputs
 from imagebatch.worker.timeline import Timeline
 from imagebatch.worker.transform import Rendered, SourceInfo, render
@@ -65,6 +67,7 @@ class Pipeline:
         metrics: WorkerMetrics,
         max_pixels: int,
         concurrency: int,
+        max_attempts: int,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.downloader = downloader
@@ -73,6 +76,8 @@ class Pipeline:
         self.executor = executor
         self.metrics = metrics
         self.max_pixels = max_pixels
+        self.max_attempts = max_attempts
+        self.solo = Solo()
         self.slots = asyncio.Semaphore(concurrency)
         self._tracer = tracer
         self._stage_seconds = {
@@ -130,16 +135,27 @@ class Pipeline:
             span.set_status(trace.Status(trace.StatusCode.ERROR, str(error)))
         span.end(end_time=ended)
 
-    async def process(self, job: ImageJob, timeline: Timeline | None = None) -> Outcome:
+    async def process(
+        self, job: ImageJob, timeline: Timeline | None = None, *, redelivered: bool = False
+    ) -> Outcome:
         """Process `job` once, marking `timeline` as it goes; raises TransientError or
-        PermanentError (causes chained)."""
+        PermanentError (causes chained) — `delivery_limit` without processing it when
+        `max_attempts` deliveries before this one died processing it (worker/poison.py)."""
         timeline = timeline if timeline is not None else Timeline()
+        suspect = redelivered and await self.records.died_before(job.id)
+        async with self.solo.alone() if suspect else self.solo.together():
+            return await self._claimed(job, timeline)
+
+    async def _claimed(self, job: ImageJob, timeline: Timeline) -> Outcome:
         async with self.records.claim(job) as claim:
             timeline.mark("claim")
             if claim.state == "busy":
                 return Outcome(status="busy")
             if claim.state == "completed":
                 return Outcome(status="duplicate")
+            poisoned = delivery_limit(claim.died, self.max_attempts)
+            if poisoned is not None:
+                raise poisoned
             timeline.attempted = True
             return await self._make(job, claim, timeline)
 

@@ -65,22 +65,26 @@ WITH input AS (
     SELECT input.*, pg_try_advisory_lock(hashtextextended('imagebatch.job:' || id, 0)) AS held
       FROM input
 ), started AS (
-    INSERT INTO jobs (id, kind, url, ops, batch, image_id, status, attempts, started_at, updated_at)
+    INSERT INTO jobs (id, kind, url, ops, batch, image_id, status, attempts, unfinished,
+                      started_at, updated_at)
     SELECT locked.id, locked.kind, locked.url, locked.ops::jsonb, locked.batch,
            (SELECT images.id FROM images WHERE images.id = locked.image_id),
-           'processing', 1, now(), now()
+           'processing', 1, 1, now(), now()
       FROM locked WHERE locked.held
     ON CONFLICT (id) DO UPDATE
        SET status = 'processing', attempts = jobs.attempts + 1,
+           unfinished = jobs.unfinished + 1,
            started_at = now(), updated_at = now(), completed_at = NULL
      WHERE jobs.status <> 'completed'
-    RETURNING id, attempts
+    RETURNING id, attempts, unfinished
 )
-SELECT locked.id, locked.held, started.attempts FROM locked LEFT JOIN started USING (id)
+SELECT locked.id, locked.held, started.attempts, started.unfinished
+  FROM locked LEFT JOIN started USING (id)
 """
 """Claim several jobs in one round trip: for each, take its advisory lock and, if it was free,
 mark the job processing. `held` false: another worker holds it; `attempts` null: the job is
-already completed."""
+already completed. `unfinished` counts this delivery and the ones before it that died without
+recording an outcome."""
 
 COMPLETIONS_SQL = """
 WITH input AS (
@@ -92,7 +96,7 @@ WITH input AS (
            source_bytes = COALESCE(input.source_bytes, jobs.source_bytes),
            source_width = COALESCE(input.source_width, jobs.source_width),
            source_height = COALESCE(input.source_height, jobs.source_height),
-           error = NULL, completed_at = now(), updated_at = now()
+           error = NULL, unfinished = 0, completed_at = now(), updated_at = now()
       FROM input
      WHERE jobs.id = input.id
     RETURNING jobs.image_id
@@ -116,18 +120,19 @@ SELECT pg_advisory_unlock(hashtextextended('imagebatch.job:' || id, 0))
 """
 
 FAIL_SQL = """
-UPDATE jobs SET status = 'failed', error = $2, completed_at = now(), updated_at = now()
+UPDATE jobs SET status = 'failed', error = $2, unfinished = 0, completed_at = now(),
+       updated_at = now()
  WHERE id = $1 AND status <> 'completed'
 """
 
 UNSPEND_SQL = """
 UPDATE jobs SET status = 'pending', attempts = greatest(attempts - 1, 0), error = $2,
-       updated_at = now()
+       unfinished = 0, updated_at = now()
  WHERE id = $1 AND status <> 'completed'
 """
 
 RETRY_SQL = """
-UPDATE jobs SET status = 'pending', error = $2, updated_at = now()
+UPDATE jobs SET status = 'pending', error = $2, unfinished = 0, updated_at = now()
  WHERE id = $1 AND status <> 'completed'
 """
 
@@ -148,6 +153,8 @@ class Claim:
     job: ImageJob
     state: Literal["started", "completed", "busy"]
     attempts: int
+    died: int = 0
+    """Earlier deliveries in a row that claimed the job and died before recording an outcome."""
     _records: JobRecords | None = None
     released: bool = False
     """True once `complete` has released the lock along with its write."""
@@ -199,7 +206,7 @@ class JobRecords:
         self._held.add(job.id)
         claim: Claim | None = None
         try:
-            held, attempts = await self.submit(
+            held, attempts, unfinished = await self.submit(
                 "claim", (job.id, job_kind(job), job.url, _ops(job), job.batch, _image_id(job))
             )
             if not held:
@@ -207,7 +214,7 @@ class JobRecords:
             elif attempts is None:
                 claim = Claim(job, "completed", 0)
             else:
-                claim = Claim(job, "started", int(attempts), self)
+                claim = Claim(job, "started", int(attempts), int(unfinished) - 1, self)
             yield claim
         finally:
             try:
@@ -266,7 +273,7 @@ class JobRecords:
             session = await self._lock_session()
             rows = await session.fetch(sql, *columns)
             if kind == "claim":
-                results = {r["id"]: (bool(r["held"]), r["attempts"]) for r in rows}
+                results = {r["id"]: (bool(r["held"]), r["attempts"], r["unfinished"]) for r in rows}
                 for row, future in batch:
                     if not future.done():
                         future.set_result(results[row[0]])
@@ -315,6 +322,17 @@ class JobRecords:
         if session is not None:
             with contextlib.suppress(*DB_ERRORS):
                 await self._pool.release(session)
+
+    async def died_before(self, job_id: str) -> bool:
+        """Whether an earlier delivery claimed the job and died without recording an outcome
+        (a cheap look, taking no claim)."""
+        try:
+            unfinished = await self._pool.fetchval(
+                "SELECT unfinished FROM jobs WHERE id = $1", job_id
+            )
+        except DB_ERRORS as exc:
+            raise RecordError(f"cannot look up {job_id}: {exc}") from exc
+        return bool(unfinished)
 
     async def fail(self, job_id: str, reason: str) -> None:
         """Record a final failure (a no-op when the row does not exist or already completed)."""

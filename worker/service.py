@@ -152,6 +152,7 @@ class WorkerService:
             metrics=self.metrics,
             max_pixels=settings.max_pixels,
             concurrency=settings.concurrency,
+            max_attempts=settings.max_attempts,
             tracer=tracer,
         )
         connection = await retry_until(

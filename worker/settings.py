@@ -103,7 +103,10 @@ class WorkerSettings(CommonSettings):
     )
     fsync: bool = Field(default=True, description="fsync each thumbnail and its folder.")
     stale_temp_seconds: float = Field(
-        default=300.0, ge=0, description="Age after which the start-up sweep deletes temp files."
+        default=300.0,
+        ge=0,
+        description="Age after which the start-up sweep deletes temp files (written only where "
+        "the filesystem has no O_TMPFILE).",
     )
     shutdown_timeout_seconds: float = Field(
         default=25.0, ge=0, description="How long SIGTERM waits for in-flight jobs."

@@ -1,9 +1,13 @@
 """Where thumbnails go on disk, and writing them so no reader ever sees half a file.
 
 Names come from the job's id and output prefix (validated by the message schema), never from the
-URL. A file is written to a temp name in its final folder, fsynced, renamed over the final name
-(atomic on POSIX) and the folder fsynced, so a crash at any moment leaves either no file or the
-whole file — plus, at worst, a stale temp file that the start-up sweep removes.
+URL. A file is written without a name in its final folder (Linux's `O_TMPFILE`), fsynced, given its
+final name (`linkat` through `/proc/self/fd`, which also refuses to replace an existing file) and
+the folder fsynced, so a crash at any moment leaves either no file or the whole file, and nothing
+else: a nameless file of a killed writer is freed by the kernel. Where the filesystem has no
+`O_TMPFILE` (EOPNOTSUPP, EISDIR, EINVAL) a file is written to a temp name instead and renamed over
+the final name (atomic on POSIX); a crash then may leave a stale temp file, which the start-up
+sweep removes.
 
 A full disk (ENOSPC, or EDQUOT: the quota is used up) is not the image's fault: that write fails
 with `DependencyDown("disk", …)`, which spends no attempt; any other OS error is a
@@ -71,12 +75,17 @@ def plan_outputs(job: ImageJob) -> list[Planned]:
     return list(planned.values())
 
 
+NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+"""What `open(folder, O_TMPFILE)` fails with where the filesystem (or kernel) has no O_TMPFILE."""
+
+
 @dataclass
 class _Staged:
-    """A temp file written for `final`, open until fsynced."""
+    """A file written for `final`: nameless (`temp` None, open until linked) or at a temp name
+    (open until fsynced)."""
 
     index: int
-    temp: Path
+    temp: Path | None
     final: Path
     fd: int
 
@@ -86,19 +95,24 @@ class _Staged:
             os.close(fd)
 
     def discard(self) -> None:
-        """Close (if still open) and remove the temp file (if not renamed)."""
+        """Close (if still open: a nameless file is gone then) and remove the temp file (if
+        not renamed)."""
         with contextlib.suppress(OSError):
             self.close()
-        with contextlib.suppress(OSError):
-            self.temp.unlink()
+        if self.temp is not None:
+            with contextlib.suppress(OSError):
+                self.temp.unlink()
 
 
 class Storage:
-    """Atomic writes under one root folder."""
+    """Atomic writes under one root folder. `anonymous`: write files without a name until
+    whole where the filesystem can (`O_TMPFILE`); False always uses temp names."""
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(self, root: Path, *, fsync: bool = True, anonymous: bool = True) -> None:
         self.root = root
         self.fsync = fsync
+        self.anonymous = anonymous and hasattr(os, "O_TMPFILE") and Path("/proc/self/fd").is_dir()
+        """Still trying O_TMPFILE: False once the filesystem refused it."""
         self._folders: set[Path] = set()
         """Folders known to exist: one mkdir per folder, not one per file."""
 
@@ -127,12 +141,13 @@ class Storage:
         """Write several files atomically, sharing the waits on the disk; per file: True when
         written, False when it already existed, or the error that stopped it.
 
-        Every file is staged (a temp file written), then all are fsynced — at once, on
-        `fsync_executor`, when one is given: the filesystem then commits them together instead
-        of one after another, which measured ~3 ms per file here when the machine was busy —
-        then renamed, and each folder is fsynced once. A concurrent writer of the same file (a
-        redelivered duplicate) is harmless: both write complete temp files, the last rename
-        wins, and the contents are equivalent.
+        Every file is staged (written without a name, or to a temp name), then all are
+        fsynced — at once, on `fsync_executor`, when one is given: the filesystem then commits
+        them together instead of one after another, which measured ~3 ms per file here when the
+        machine was busy — then named (linked, or renamed), and each folder is fsynced once. A
+        concurrent writer of the same file (a redelivered duplicate) is harmless: both write
+        complete files, the first link wins (the other finds the file there: False) or the last
+        rename does, and the contents are equivalent.
         """
         results: list[bool | WriteError] = [False] * len(files)
         staged: list[_Staged] = []
@@ -150,7 +165,7 @@ class Storage:
             for item, error in zip(staged, synced, strict=True):
                 if error is not None:
                     results[item.index] = write_error(f"cannot write {files[item.index][0]}", error)
-            self._rename(
+            self._name(
                 files,
                 [i for i, e in zip(staged, synced, strict=True) if e is None],
                 results,
@@ -173,25 +188,38 @@ class Storage:
         return results
 
     def _stage(self, index: int, final: Path, data: bytes) -> _Staged:
-        """A temp file next to `final` holding `data`, still open (for the fsync)."""
+        """A nameless file in `final`'s folder (or a temp file next to it) holding `data`,
+        still open (for the fsync, and the link)."""
         if final.parent not in self._folders:
             final.parent.mkdir(parents=True, exist_ok=True)
             self._folders.add(final.parent)
-        temp = final.parent / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            item = self._open(index, final)
         except FileNotFoundError:  # the folder was removed since we made it
             final.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        item = _Staged(index, temp, final, fd)
+            item = self._open(index, final)
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view) :]
+                view = view[os.write(item.fd, view) :]
         except BaseException:
             item.discard()
             raise
         return item
+
+    def _open(self, index: int, final: Path) -> _Staged:
+        if self.anonymous:
+            try:
+                fd = os.open(final.parent, os.O_TMPFILE | os.O_WRONLY, 0o644)
+            except OSError as exc:
+                if exc.errno not in NO_TMPFILE:
+                    raise
+                self.anonymous = False
+            else:
+                return _Staged(index, None, final, fd)
+        temp = final.parent / f"{TEMP_PREFIX}{final.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        return _Staged(index, temp, final, fd)
 
     def _sync(self, staged: list[_Staged], executor: Executor | None) -> list[OSError | None]:
         """fsync (when enabled) and close every staged file; the error of each, if any."""
@@ -200,29 +228,43 @@ class Storage:
         return [self._finish(item) for item in staged]
 
     def _finish(self, item: _Staged) -> OSError | None:
+        """fsync; a named temp file is closed too (a nameless one stays open to be linked)."""
         error: OSError | None = None
         try:
             if self.fsync:
                 os.fsync(item.fd)
         except OSError as exc:
             error = exc
-        try:
-            item.close()
-        except OSError as exc:
-            error = error or exc
+        if item.temp is not None:
+            try:
+                item.close()
+            except OSError as exc:
+                error = error or exc
         return error
 
     @staticmethod
-    def _rename(
+    def _name(
         files: Sequence[tuple[PurePosixPath, bytes]],
         staged: list[_Staged],
         results: list[bool | WriteError],
         renamed: dict[Path, list[int]],
     ) -> None:
-        """Move staged temp files to their final names; `renamed` gets each folder's files."""
+        """Give staged files their final names — link a nameless one (refused, False, when the
+        name exists), rename a temp one; `renamed` gets each folder's files."""
         for item in staged:
             try:
-                os.replace(item.temp, item.final)
+                if item.temp is None:
+                    try:
+                        # With a dir fd CPython calls linkat(AT_SYMLINK_FOLLOW), which follows
+                        # the /proc link to the file; its plain link() would not (EXDEV). The
+                        # kernel ignores the dir fd for an absolute path.
+                        os.link(f"/proc/self/fd/{item.fd}", item.final, src_dir_fd=item.fd)
+                    finally:
+                        item.close()
+                else:
+                    os.replace(item.temp, item.final)
+            except FileExistsError:
+                continue  # a duplicate delivery named it first: the file is whole
             except OSError as exc:
                 results[item.index] = write_error(f"cannot write {files[item.index][0]}", exc)
                 continue

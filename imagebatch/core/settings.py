@@ -23,7 +23,8 @@ class CommonSettings(S3Settings):
 
     rabbit_url: str = Field(
         default="amqp://guest:guest@localhost:5672/",
-        description="AMQP URL of the RabbitMQ broker.",
+        description="AMQP URL of the RabbitMQ broker, or several comma-separated URLs (the "
+        "nodes of one cluster), tried in turn on connect and on every reconnect.",
     )
     database_url: str = Field(
         default="postgresql://postgres:postgres@localhost:5432/images",

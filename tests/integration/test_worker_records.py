@@ -100,3 +100,28 @@ async def test_a_lost_lock_session_releases_every_lock_and_the_next_claim_reconn
         await fresh.complete(SourceRecord(1, 1, 1), [OUTPUT])
     await records.close()
     assert await advisory_locks_held(database_url) == 0
+
+
+async def test_a_claim_knows_how_many_deliveries_before_it_died_with_the_job(
+    pool: asyncpg.Pool,
+) -> None:
+    """Deliveries that claimed the job and recorded nothing (their worker died) add up; any
+    recorded outcome — a retry, a give-back, a failure — starts the count again."""
+    records = JobRecords(pool)
+    died: list[int] = []
+    for _ in range(3):  # three deliveries that die without an outcome
+        async with records.claim(job("poison")) as claim:
+            died.append(claim.died)
+    async with records.claim(job("poison")) as claim:
+        died.append(claim.died)
+        await records.retrying("poison", "HTTP 503")
+    async with records.claim(job("poison")) as claim:
+        died.append(claim.died)
+        await records.unspend("poison", "throttled")
+    async with records.claim(job("poison")) as claim:
+        died.append(claim.died)
+        await records.fail("poison", "not an image")
+    async with records.claim(job("poison")) as claim:
+        died.append(claim.died)
+    await records.close()
+    assert died == [0, 1, 2, 3, 0, 0, 0]

@@ -60,15 +60,18 @@ def test_an_existing_output_is_not_written_again(tmp_path: Path) -> None:
     assert (tmp_path / "x.jpg").read_bytes() == b"first"
 
 
+@pytest.mark.parametrize(
+    ("anonymous", "naming"), [(True, "link"), (False, "replace")], ids=["nameless", "temp name"]
+)
 def test_a_failed_write_removes_its_temp_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anonymous: bool, naming: str
 ) -> None:
-    storage = Storage(tmp_path)
+    storage = Storage(tmp_path, anonymous=anonymous)
 
-    def broken_replace(src: object, dst: object) -> None:
+    def broken_naming(src: object, dst: object, **_kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(os, "replace", broken_replace)
+    monkeypatch.setattr(os, naming, broken_naming)
     from imagebatch.core.errors import TransientError
 
     with pytest.raises(TransientError, match="disk full"):
@@ -144,3 +147,63 @@ def test_a_full_disk_is_an_outage_of_ours_and_leaves_no_partial_file(
 
 def files_under(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_files_are_written_without_a_name_until_whole_where_the_filesystem_can(
+    tmp_path: Path,
+) -> None:
+    """Linux's O_TMPFILE (tmpfs, ext4, xfs, btrfs): nothing to sweep after a crash."""
+    storage = Storage(tmp_path)
+    assert storage.write(PurePosixPath("n/1.jpg"), b"one") is True
+    assert storage.anonymous, "this machine's temp folder supports O_TMPFILE"
+    assert (tmp_path / "n/1.jpg").read_bytes() == b"one"
+    assert oct((tmp_path / "n/1.jpg").stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("code", [errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL])
+def test_without_o_tmpfile_files_get_a_temp_name_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    real_open = os.open
+
+    def no_tmpfile(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(code, os.strerror(code))
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    renamed: list[object] = []
+    real_replace = os.replace
+
+    def noted_replace(src: str, dst: str) -> None:
+        renamed.append(src)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", noted_replace)
+    storage = Storage(tmp_path)
+    assert storage.write_group([(PurePosixPath("f/1.jpg"), b"1"), (PurePosixPath("f/2.jpg"), b"2")])
+    assert not storage.anonymous, "tried once, then not again"
+    assert [str(p).rsplit("/", 1)[1].startswith(TEMP_PREFIX) for p in renamed] == [True, True]
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["1.jpg", "2.jpg"]
+
+
+def test_a_nameless_file_never_replaces_one_that_appeared_meanwhile(tmp_path: Path) -> None:
+    """A duplicate delivery that named the file first wins; the other writes nothing."""
+    storage = Storage(tmp_path)
+    real_link = os.link
+
+    def someone_was_first(src: str, dst: Path, *, src_dir_fd: int) -> None:
+        Path(dst).write_bytes(b"the other delivery's")
+        real_link(src, dst, src_dir_fd=src_dir_fd)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "link", someone_was_first)
+        assert storage.write(PurePosixPath("d.jpg"), b"mine") is False
+    assert (tmp_path / "d.jpg").read_bytes() == b"the other delivery's"
+    assert [p.name for p in tmp_path.iterdir()] == ["d.jpg"]
