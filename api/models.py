@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imagebatch.core.jobs import JobKind, JobStatus
+from imagebatch.core.locations import OBJECT_SCHEME, LocationError, parse_object_url
 from imagebatch.core.messages import MAX_URL_LENGTH, Operation
 
 _PORT = r"([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
@@ -32,12 +33,15 @@ _IPV6 = "|".join(
         rf":((:{_H}){{1,7}}|:)",
     )
 )
-URL_PATTERN = (
-    rf"^[Hh][Tt][Tt][Pp][Ss]?://({_LABEL}(\.{_LABEL})*\.?|\[({_IPV6})\])(:{_PORT})?"
-    r"([/?#][!-~]*)?$"
+HTTP_URL_PATTERN = (
+    rf"[Hh][Tt][Tt][Pp][Ss]?://({_LABEL}(\.{_LABEL})*\.?|\[({_IPV6})\])(:{_PORT})?"
+    r"([/?#][!-~]*)?"
 )
-"""Absolute http(s) URL: a host name or bracketed IPv6 literal, an optional port, then printable
-ASCII only. The schema publishes this pattern, so generated "valid" URLs are valid here too."""
+OBJECT_URL_PATTERN = r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/[!-~]+"
+URL_PATTERN = rf"^({HTTP_URL_PATTERN}|{OBJECT_URL_PATTERN})$"
+"""Absolute http(s) URL — a host name or bracketed IPv6 literal, an optional port, then
+printable ASCII only — or an object in a bucket, `s3://<bucket>/<key>`. The schema publishes
+this pattern, so generated "valid" URLs are valid here too."""
 _URL_RE = re.compile(URL_PATTERN)
 
 IDEMPOTENCY_KEY_PATTERN = r"^[!-~]{1,255}$"
@@ -48,8 +52,15 @@ def check_source_url(value: str) -> str:
     if not _URL_RE.fullmatch(value):
         raise ValueError(
             "url must be an absolute http:// or https:// URL with a host name, written in "
-            "printable ASCII (percent-encode spaces and non-ASCII characters)"
+            "printable ASCII (percent-encode spaces and non-ASCII characters), or "
+            "s3://<bucket>/<key>"
         )
+    if value.startswith(OBJECT_SCHEME):
+        try:
+            parse_object_url(value)
+        except LocationError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
     try:
         urlsplit(value).port  # noqa: B018  (validates IP literals as a side effect)
     except ValueError as exc:
@@ -75,7 +86,8 @@ class TaskRequest(BaseModel):
         min_length=1,
         max_length=MAX_URL_LENGTH,
         json_schema_extra={"pattern": URL_PATTERN},
-        description="http:// or https:// URL of the original image.",
+        description="http:// or https:// URL of the original image, or s3://<bucket>/<key> "
+        "(read with the workers' S3 connection).",
     )
     ops: list[Literal["thumbnail"] | Operation] = Field(
         default_factory=_one_thumbnail,

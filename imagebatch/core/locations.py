@@ -84,7 +84,7 @@ def parse_bucket_url(url: str) -> BucketLocation:
         raise LocationError(f"{url!r} is not an s3:// URL")
     rest = url.removeprefix(OBJECT_SCHEME)
     bucket, _, prefix = rest.partition("/")
-    if not BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
+    if not BUCKET_NAME.fullmatch(bucket):
         raise LocationError(
             f"{url!r}: {bucket!r} is not a valid bucket name (3-63 lower-case letters, digits, "
             "dots and hyphens)"
@@ -132,8 +132,12 @@ class ObjectRef:
 
 
 def parse_object_url(url: str) -> ObjectRef:
-    """`s3://bucket/key` → ObjectRef; LocationError when the bucket or the key is missing."""
-    location = parse_bucket_url(url)
-    if not location.prefix:
+    """`s3://bucket/key` → ObjectRef; LocationError when the bucket or the key is missing. The
+    key is taken as it is (S3 keys may hold any characters; nothing maps it onto a folder)."""
+    if not url.startswith(OBJECT_SCHEME):
+        raise LocationError(f"{url!r} is not an s3:// URL")
+    bucket, _, key = url.removeprefix(OBJECT_SCHEME).partition("/")
+    parse_bucket_url(f"{OBJECT_SCHEME}{bucket}")
+    if not key:
         raise LocationError(f"{url!r} names a bucket but no object key")
-    return ObjectRef(bucket=location.bucket, key=location.prefix)
+    return ObjectRef(bucket=bucket, key=key)
