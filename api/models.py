@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imagebatch.core.jobs import JobKind, JobStatus
-from imagebatch.core.locations import OBJECT_SCHEME, LocationError, parse_object_url
+from imagebatch.core.locations import OBJECT_SCHEME, object_url_problem
 from imagebatch.core.messages import MAX_URL_LENGTH, Operation
 
 _PORT = r"([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
@@ -56,10 +56,9 @@ def check_source_url(value: str) -> str:
             "s3://<bucket>/<key>"
         )
     if value.startswith(OBJECT_SCHEME):
-        try:
-            parse_object_url(value)
-        except LocationError as exc:
-            raise ValueError(str(exc)) from exc
+        problem = object_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
     try:
         urlsplit(value).port  # noqa: B018  (validates IP literals as a side effect)

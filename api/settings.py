@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from imagebatch.core.locations import Location, parse_location, resolve_location
-from imagebatch.core.settings import CommonSettings
+from imagebatch.core.settings import StorageSettings
 
 AuthMode = Literal["kubernetes", "token", "none"]
 
@@ -28,28 +27,11 @@ def pod_namespace(path: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
         return "default"
 
 
-class ApiSettings(CommonSettings):
+class ApiSettings(StorageSettings):
     """Everything `imagebatch-api` can be told; each field is its upper-cased env variable."""
 
     host: str = Field(default="0.0.0.0", description="Address uvicorn listens on.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port uvicorn listens on.")
-    output_url: str | None = Field(
-        default=None,
-        description="Where workers write thumbnails (read-only for the api): file:// or s3:// "
-        "(default: OUTPUT_DIR as a file URL). Outputs recorded as s3:// URLs are read from "
-        "their own bucket whatever this says.",
-    )
-    output_dir: Path = Field(
-        default=Path("/data"), description="Folder of thumbnails when OUTPUT_URL is unset."
-    )
-    uploads_url: str | None = Field(
-        default=None,
-        description="Where uploaded originals are stored for the workers: file:// or s3:// "
-        "(default: UPLOADS_DIR as a file URL).",
-    )
-    uploads_dir: Path = Field(
-        default=Path("/data/uploads"), description="Folder of uploads when UPLOADS_URL is unset."
-    )
     max_upload_bytes: int = Field(
         default=20 * 1024 * 1024, ge=1, description="Largest original POST /uploads accepts."
     )
@@ -68,21 +50,6 @@ class ApiSettings(CommonSettings):
     broker_retry_seconds: float = Field(
         default=3.0, gt=0, description="Pause between attempts to (re)connect to RabbitMQ."
     )
-
-    @property
-    def output_location(self) -> Location:
-        return resolve_location(self.output_url, self.output_dir, "file:///data")
-
-    @property
-    def uploads_location(self) -> Location:
-        return resolve_location(self.uploads_url, self.uploads_dir, "file:///data/uploads")
-
-    @field_validator("output_url", "uploads_url")
-    @classmethod
-    def _location_parses(cls, value: str | None) -> str | None:
-        if value:
-            parse_location(value)
-        return value
 
     kubeconfig: Path | None = Field(
         default=None,

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from pathlib import Path
 
 from pydantic import Field, field_validator
 
 from imagebatch.core.delays import DEFAULT_RETRY_AFTER_MAX_SECONDS
-from imagebatch.core.locations import Location, parse_location, resolve_location
-from imagebatch.core.settings import CommonSettings
+from imagebatch.core.settings import StorageSettings
 
 
 def _default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-class WorkerSettings(CommonSettings):
+class WorkerSettings(StorageSettings):
     """Everything `imagebatch-worker` can be told."""
 
     concurrency: int = Field(
@@ -34,22 +32,6 @@ class WorkerSettings(CommonSettings):
     )
     prefetch: int = Field(
         default=16, ge=1, le=65535, description="Unacked messages the broker may hand us (QoS)."
-    )
-    output_url: str | None = Field(
-        default=None,
-        description="Where thumbnails go: file:///folder or s3://bucket[/prefix] (default: "
-        "OUTPUT_DIR as a file URL).",
-    )
-    output_dir: Path = Field(
-        default=Path("/data"), description="Folder of thumbnails when OUTPUT_URL is unset."
-    )
-    uploads_url: str | None = Field(
-        default=None,
-        description="Where the api stores `upload:` originals: file:// or s3:// (default: "
-        "UPLOADS_DIR as a file URL).",
-    )
-    uploads_dir: Path = Field(
-        default=Path("/data/uploads"), description="Folder of uploads when UPLOADS_URL is unset."
     )
     metrics_host: str = Field(default="0.0.0.0", description="Address of the health server.")
     metrics_port: int = Field(
@@ -116,21 +98,6 @@ class WorkerSettings(CommonSettings):
     )
     user_agent: str = Field(default="imagebatch-worker/0.1", description="Sent with downloads.")
     log_level: str = Field(default="INFO", description="Python logging level.")
-
-    @property
-    def output_location(self) -> Location:
-        return resolve_location(self.output_url, self.output_dir, "file:///data")
-
-    @property
-    def uploads_location(self) -> Location:
-        return resolve_location(self.uploads_url, self.uploads_dir, "file:///data/uploads")
-
-    @field_validator("output_url", "uploads_url")
-    @classmethod
-    def _location_parses(cls, value: str | None) -> str | None:
-        if value:
-            parse_location(value)
-        return value
 
     @field_validator("allowed_source_networks")
     @classmethod

@@ -141,3 +141,13 @@ def parse_object_url(url: str) -> ObjectRef:
     if not key:
         raise LocationError(f"{url!r} names a bucket but no object key")
     return ObjectRef(bucket=bucket, key=key)
+
+
+def object_url_problem(url: str) -> str | None:
+    """Why `url` names no object (None: it names one): the check every producer of a message
+    with an s3:// source makes."""
+    try:
+        parse_object_url(url)
+    except LocationError as exc:
+        return str(exc)
+    return None

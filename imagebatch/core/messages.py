@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from imagebatch.core.errors import PermanentError
-from imagebatch.core.locations import OBJECT_SCHEME, LocationError, parse_object_url
+from imagebatch.core.locations import OBJECT_SCHEME, object_url_problem
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SAFE_PREFIX = re.compile(
@@ -99,10 +99,9 @@ class ImageJob(BaseModel):
                 raise ValueError("upload: URLs name a file: upload:<safe file name>")
             return value
         if value.startswith(OBJECT_SCHEME):
-            try:
-                parse_object_url(value)
-            except LocationError as exc:
-                raise ValueError(str(exc)) from exc
+            problem = object_url_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
             return value
         if not value.lower().startswith(("http://", "https://")):
             raise ValueError(
@@ -165,11 +164,7 @@ def item_problem(job_id: str, url: str) -> str | None:
     if not url or len(url) > MAX_URL_LENGTH:
         return f"url must be 1-{MAX_URL_LENGTH} characters"
     if url.startswith(OBJECT_SCHEME):
-        try:
-            parse_object_url(url)
-        except LocationError as exc:
-            return str(exc)
-        return None
+        return object_url_problem(url)
     if not url.lower().startswith(("http://", "https://")):
         return "url must be an http:// or https:// URL, or s3://<bucket>/<key>"
     return None

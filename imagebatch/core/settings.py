@@ -6,11 +6,13 @@ environment at import time, so tests can build settings objects with explicit va
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from imagebatch.core.locations import Location, parse_location, resolve_location
 from imagebatch.core.objectstore import S3Settings
 from imagebatch.core.otlp import OtlpProtocol, OtlpTarget, otlp_target
 
@@ -63,3 +65,40 @@ class CommonSettings(S3Settings):
             endpoint=self.otel_exporter_otlp_endpoint,
             traces_endpoint=self.otel_exporter_otlp_traces_endpoint,
         )
+
+
+class StorageSettings(CommonSettings):
+    """Where thumbnails and uploaded originals are kept: the api and the worker read the same
+    four variables the same way (the URL wins; the folder settings are the older names)."""
+
+    output_url: str | None = Field(
+        default=None,
+        description="Where thumbnails are: file:///folder or s3://bucket[/prefix] (default: "
+        "OUTPUT_DIR as a file URL).",
+    )
+    output_dir: Path = Field(
+        default=Path("/data"), description="Folder of thumbnails when OUTPUT_URL is unset."
+    )
+    uploads_url: str | None = Field(
+        default=None,
+        description="Where the api stores `upload:` originals for the workers: file:// or "
+        "s3:// (default: UPLOADS_DIR as a file URL).",
+    )
+    uploads_dir: Path = Field(
+        default=Path("/data/uploads"), description="Folder of uploads when UPLOADS_URL is unset."
+    )
+
+    @property
+    def output_location(self) -> Location:
+        return resolve_location(self.output_url, self.output_dir, "file:///data")
+
+    @property
+    def uploads_location(self) -> Location:
+        return resolve_location(self.uploads_url, self.uploads_dir, "file:///data/uploads")
+
+    @field_validator("output_url", "uploads_url")
+    @classmethod
+    def _location_parses(cls, value: str | None) -> str | None:
+        if value:
+            parse_location(value)
+        return value
