@@ -418,7 +418,7 @@ class Tiltfile:
 
 def manifest_workloads() -> set[str]:
     names = set()
-    for path in (REPO / "manifests").glob("*.yaml"):
+    for path in (REPO / "manifests" / "base").glob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc["kind"] in {"Deployment", "StatefulSet"}:
                 names.add(doc["metadata"]["name"])
@@ -449,7 +449,7 @@ def test_the_batch_workers_the_operator_makes_run_the_image_tilt_built() -> None
     assert tilt.kwarg(build, "match_in_env_vars") is True
     (operator,) = [
         doc
-        for doc in yaml.safe_load_all((REPO / "manifests" / "operator.yaml").read_text())
+        for doc in yaml.safe_load_all((REPO / "manifests" / "base" / "operator.yaml").read_text())
         if doc["kind"] == "Deployment"
     ]
     env = {
