@@ -541,6 +541,7 @@ def test_tilt_builds_the_image_the_manifests_run_from_this_repository() -> None:
     assert (REPO / tilt.kwarg(build, "dockerfile")).is_file()
     (kustomization,) = tilt.calls("kustomize")
     assert (REPO / tilt.value(kustomization.args[0]) / "kustomization.yaml").is_file()
+    assert tilt.value(kustomization.args[0]) == "manifests", "the claim variant: kind is one node"
     crds = [
         tilt.value(call.args[0])
         for call in tilt.calls("k8s_yaml")
