@@ -22,7 +22,7 @@ from tests.support.k8s import REPO, KubeCluster
 
 pytestmark = pytest.mark.k8s
 
-API_MANIFEST = REPO / "manifests" / "api.yaml"
+API_MANIFEST = REPO / "manifests" / "base" / "api.yaml"
 
 
 def batch(name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def token_kubeconfig(cluster: KubeCluster, token: str, path: Path) -> Path:
 
 @pytest.fixture
 def api_account(kube_cluster: KubeCluster, namespace: str) -> Iterator[str]:
-    """The api's ServiceAccount, ClusterRole and binding exactly as manifests/api.yaml has them
+    """The api's ServiceAccount, ClusterRole and binding exactly as manifests/base/api.yaml has them
     (names suffixed for this test, the account in the test's namespace); yields its user name."""
     suffix = uuid.uuid4().hex[:8]
     documents = [d for d in yaml.safe_load_all(API_MANIFEST.read_text()) if d]

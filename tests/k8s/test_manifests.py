@@ -1,7 +1,11 @@
 """The dev-cluster manifests (manifests/, applied by `tilt up` or `kubectl apply -k manifests/`)
 against a real API server: the whole kustomization passes server-side validation and admission,
 the example ImageBatch is accepted, and the RBAC rules grant each service account what its process
-does — checked by the API server's own authorizer — and nothing it does not need."""
+does — checked by the API server's own authorizer — and nothing it does not need.
+
+Both variants: manifests/ (thumbnails and uploads on one shared claim) and manifests/s3/ (the
+same objects with a bucket instead: no claim, no /data volume, the AWS variables in the
+connections Secret)."""
 
 from __future__ import annotations
 
@@ -20,15 +24,30 @@ from tests.support.k8s import KubeCluster
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
+BASE = MANIFESTS / "base"
+S3_VARIANT = MANIFESTS / "s3"
+VARIANTS = pytest.mark.parametrize("variant", [MANIFESTS, S3_VARIANT], ids=["claim", "s3"])
 NAMESPACE = "imagebatch"
 IMAGE = "imagebatch:dev"
 
 
+def render(kube_cluster: KubeCluster, kustomization: Path) -> list[dict[str, Any]]:
+    """The objects `kubectl apply -k <kustomization>` would send, as kubectl's kustomize builds
+    them."""
+    output = kube_cluster.kubectl("kustomize", str(kustomization)).stdout
+    return [doc for doc in yaml.safe_load_all(output) if doc]
+
+
 @pytest.fixture(scope="module")
 def rendered(kube_cluster: KubeCluster) -> list[dict[str, Any]]:
-    """The objects `kubectl apply -k manifests/` would send, as kubectl's kustomize builds them."""
-    output = kube_cluster.kubectl("kustomize", str(MANIFESTS)).stdout
-    return [doc for doc in yaml.safe_load_all(output) if doc]
+    """What `kubectl apply -k manifests/` sends."""
+    return render(kube_cluster, MANIFESTS)
+
+
+@pytest.fixture(scope="module")
+def rendered_s3(kube_cluster: KubeCluster) -> list[dict[str, Any]]:
+    """What `kubectl apply -k manifests/s3/` sends."""
+    return render(kube_cluster, S3_VARIANT)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +55,7 @@ def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
     """The manifests' namespace, created for real (dry runs of namespaced objects need it) and
     removed afterwards unless it was there before (a dev deployment on a kind cluster)."""
     existed = kube_cluster.kubectl("get", "namespace", NAMESPACE, check=False).returncode == 0
-    kube_cluster.kubectl("apply", "-f", str(MANIFESTS / "namespace.yaml"))
+    kube_cluster.kubectl("apply", "-f", str(BASE / "namespace.yaml"))
     yield NAMESPACE
     if not existed:
         kube_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
@@ -66,14 +85,15 @@ def containers_of_our_image(rendered: list[dict[str, Any]]) -> dict[str, dict[st
 # --- the API server accepts them -----------------------------------------------------------------
 
 
+@VARIANTS
 def test_the_kustomization_passes_server_side_validation(
-    kube_cluster: KubeCluster, namespace: str, rendered: list[dict[str, Any]]
+    kube_cluster: KubeCluster, namespace: str, variant: Path
 ) -> None:
-    result = kube_cluster.kubectl("apply", "--dry-run=server", "-k", str(MANIFESTS), check=False)
+    result = kube_cluster.kubectl("apply", "--dry-run=server", "-k", str(variant), check=False)
 
     assert result.returncode == 0, result.stderr
     accepted = [line for line in result.stdout.splitlines() if line.endswith("(server dry run)")]
-    assert len(accepted) == len(rendered)
+    assert len(accepted) == len(render(kube_cluster, variant))
 
 
 @pytest.mark.parametrize(
@@ -165,15 +185,27 @@ def test_api_and_worker_probe_healthz_for_liveness_and_readyz_for_readiness(
             assert ports[container[probe]["httpGet"]["port"]] == port, (name, probe)
 
 
+def environment(rendered: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """A container's variables as its process sees them: `env` over its Secrets and ConfigMaps."""
+    sources = {
+        "secretRef": {name: doc["stringData"] for name, doc in of_kind(rendered, "Secret").items()},
+        "configMapRef": {name: doc["data"] for name, doc in of_kind(rendered, "ConfigMap").items()},
+    }
+    values: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        ((ref, target),) = source.items()
+        values.update(sources[ref][target["name"]])
+    values.update({v["name"]: v.get("value", "") for v in container.get("env", [])})
+    return values
+
+
+@VARIANTS
 def test_our_processes_get_only_contract_environment_variables(
-    rendered: list[dict[str, Any]],
+    kube_cluster: KubeCluster, variant: Path
 ) -> None:
-    secrets = of_kind(rendered, "Secret")
+    rendered = render(kube_cluster, variant)
     for name, container in containers_of_our_image(rendered).items():
-        names = {variable["name"] for variable in container.get("env", [])}
-        for source in container.get("envFrom", []):
-            names |= set(secrets[source["secretRef"]["name"]]["stringData"])
-        assert names <= ANY_PROCESS_ENV, name
+        assert set(environment(rendered, container)) <= ANY_PROCESS_ENV, name
 
 
 def test_the_connection_urls_name_the_in_cluster_services(rendered: list[dict[str, Any]]) -> None:
@@ -205,6 +237,68 @@ def test_api_and_workers_share_the_data_volume(rendered: list[dict[str, Any]]) -
         assert specs[name]["securityContext"]["fsGroup"] == 10001, "the image's uid writes there"
 
 
+# --- the s3 variant: a bucket instead of the shared claim ----------------------------------------
+
+
+def identities(rendered: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(kind, name) of each object, generated names without their hash suffix."""
+    return {
+        (doc["kind"], re.sub(r"-[a-z0-9]{10}$", "", doc["metadata"]["name"])) for doc in rendered
+    }
+
+
+def test_the_s3_variant_is_the_base_with_a_storage_config_map_instead_of_the_claim(
+    rendered: list[dict[str, Any]], rendered_s3: list[dict[str, Any]]
+) -> None:
+    assert not of_kind(rendered_s3, "PersistentVolumeClaim")
+    assert identities(rendered_s3) == (
+        identities(rendered) - {("PersistentVolumeClaim", "imagebatch-data")}
+        | {("ConfigMap", "imagebatch-storage")}
+    )
+
+
+def test_the_s3_variant_mounts_no_data_volume_on_the_api_or_the_shared_worker(
+    rendered_s3: list[dict[str, Any]],
+) -> None:
+    specs = pod_specs(rendered_s3)
+    for name in ("api", "worker"):
+        assert "data" not in {v["name"] for v in specs[name].get("volumes") or []}, name
+        (container,) = specs[name]["containers"]
+        assert not container.get("volumeMounts"), name
+
+
+def test_the_s3_variant_keeps_thumbnails_and_uploads_in_one_bucket(
+    rendered_s3: list[dict[str, Any]],
+) -> None:
+    containers = containers_of_our_image(rendered_s3)
+    outputs = set()
+    for name in ("api", "worker"):
+        env = environment(rendered_s3, containers[name])
+        assert not {"OUTPUT_DIR", "UPLOADS_DIR"} & set(env), f"{name}: no folder settings left"
+        assert env["OUTPUT_URL"].startswith("s3://"), name
+        assert env["UPLOADS_URL"].startswith("s3://"), name
+        outputs.add(env["OUTPUT_URL"])
+    operator = environment(rendered_s3, containers["operator"])
+    assert {operator["WORKER_OUTPUT_URL"]} == outputs, (
+        "the batches write where the shared worker does"
+    )
+    assert "WORKER_DATA_CLAIM" not in operator, "no claim exists to name"
+
+
+def test_the_s3_variant_s_connections_secret_carries_the_aws_variables(
+    rendered: list[dict[str, Any]], rendered_s3: list[dict[str, Any]]
+) -> None:
+    base = of_kind(rendered, "Secret")["imagebatch-connections"]["stringData"]
+    connections = of_kind(rendered_s3, "Secret")["imagebatch-connections"]["stringData"]
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} <= set(connections)
+    assert connections.items() >= base.items(), "the broker and database as in the base"
+    for name in ("api", "worker", "operator"):
+        env = environment(rendered_s3, containers_of_our_image(rendered_s3)[name])
+        assert env["AWS_ACCESS_KEY_ID"] == connections["AWS_ACCESS_KEY_ID"], name
+    operator = environment(rendered_s3, containers_of_our_image(rendered_s3)["operator"])
+    assert operator["WORKER_CONNECTIONS_SECRET"] == "imagebatch-connections", "batch workers too"
+
+
 def test_the_cluster_seed_is_the_compose_seed_with_the_in_cluster_sample_server(
     rendered: list[dict[str, Any]],
 ) -> None:
@@ -226,7 +320,7 @@ def test_the_cluster_seed_is_the_compose_seed_with_the_in_cluster_sample_server(
 
 def test_kind_maps_the_api_node_port_to_loopback() -> None:
     cluster = yaml.safe_load((REPO / "kind" / "cluster.yaml").read_text())
-    documents = yaml.safe_load_all((MANIFESTS / "api.yaml").read_text())
+    documents = yaml.safe_load_all((BASE / "api.yaml").read_text())
     (api,) = [doc for doc in documents if doc["kind"] == "Service"]
     node_port = api["spec"]["ports"][0]["nodePort"]
     mappings = [m for node in cluster["nodes"] for m in node.get("extraPortMappings", [])]

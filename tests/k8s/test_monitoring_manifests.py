@@ -49,7 +49,7 @@ def namespace(kube_cluster: KubeCluster) -> Iterator[str]:
         kube_cluster.kubectl("wait", "--for=delete", "--timeout=120s", f"namespace/{NAMESPACE}")
         phase = ""
     existed = phase != ""
-    kube_cluster.kubectl("apply", "-f", str(REPO / "manifests/namespace.yaml"))
+    kube_cluster.kubectl("apply", "-f", str(REPO / "manifests/base/namespace.yaml"))
     yield NAMESPACE
     if not existed:
         kube_cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")

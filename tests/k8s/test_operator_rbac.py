@@ -1,4 +1,4 @@
-"""The operator runs on exactly the RBAC of manifests/operator.yaml: started with a token of a
+"""The operator runs on exactly the RBAC of manifests/base/operator.yaml: started with a token of a
 ServiceAccount bound to that ClusterRole (and nothing else), it runs a batch through publishing,
 children, Events, suspension, its TTL deletion and the finalizer."""
 
@@ -21,7 +21,7 @@ from tests.support.operator import Batches, OperatorFactory, eventually
 
 
 def operator_role() -> dict[str, Any]:
-    docs = yaml.safe_load_all((REPO / "manifests" / "operator.yaml").read_text())
+    docs = yaml.safe_load_all((REPO / "manifests" / "base" / "operator.yaml").read_text())
     (role,) = [doc for doc in docs if doc and doc["kind"] == "ClusterRole"]
     return dict(role)
 

@@ -13,24 +13,42 @@ CONNECTION_ENV = frozenset(
         "OTEL_EXPORTER_OTLP_PROTOCOL",
     }
 )
+STORE_ENV = frozenset(
+    {
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+    }
+)
+"""The object store's connection (DESIGN.md ⚑ Storage): read by every process that reads or
+writes a bucket, in Kubernetes from the connections Secret."""
 CONTRACT_ENV: dict[str, frozenset[str]] = {
     "worker": CONNECTION_ENV
     | MESSAGING_ENV
+    | STORE_ENV
     | {
         "CONCURRENCY",
         "PREFETCH",
         "OUTPUT_DIR",
         "UPLOADS_DIR",
+        "OUTPUT_URL",
+        "UPLOADS_URL",
         "METRICS_PORT",
         "ALLOW_PRIVATE_SOURCES",
     },
     "api": CONNECTION_ENV
     | MESSAGING_ENV
+    | STORE_ENV
     | {
         "HOST",
         "PORT",
         "OUTPUT_DIR",
         "UPLOADS_DIR",
+        "OUTPUT_URL",
+        "UPLOADS_URL",
         "AUTH_MODE",
         "AUTH_TOKENS_FILE",
         "RATE_LIMIT_PER_MINUTE",
@@ -40,6 +58,7 @@ CONTRACT_ENV: dict[str, frozenset[str]] = {
     "samples": frozenset(),
     "operator": CONNECTION_ENV
     | MESSAGING_ENV
+    | STORE_ENV
     | {
         "KUBECONFIG",
         "WATCH_NAMESPACE",
@@ -50,6 +69,7 @@ CONTRACT_ENV: dict[str, frozenset[str]] = {
         "WORKER_IMAGE",
         "WORKER_CONNECTIONS_SECRET",
         "WORKER_DATA_CLAIM",
+        "WORKER_OUTPUT_URL",
         "RABBIT_MANAGEMENT_URL",
     },
 }

@@ -3,7 +3,9 @@ Docker engine runs here): the design's services are all there, built from this r
 mounted config files that exist, configured only through the contract's environment variables,
 healthy before their dependants start, and wired to each other consistently — the seed rows to
 the sample server, the services to PostgreSQL, RabbitMQ and the collector, Prometheus to the
-metrics ports, Grafana to Prometheus. Also the Dockerfile's layer order that keeps rebuilds fast."""
+metrics ports, Grafana to Prometheus. The object-storage override (docker-compose.s3.yml) adds a
+local S3 server and its bucket, and points the api and the workers at it. Also the Dockerfile's
+layer order that keeps rebuilds fast."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from tests.support.contract import CONNECTION_ENV, CONTRACT_ENV, MESSAGING_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
+S3_OVERRIDE = REPO / "docker-compose.s3.yml"
 IMAGE = "imagebatch:dev"
 DESIGN_SERVICES = {
     "postgres",
@@ -281,6 +284,111 @@ def test_grafana_is_provisioned_with_prometheus_and_a_dashboard_that_uses_it(
             assert all(target["expr"] for target in panel["targets"]), panel["title"]
 
 
+# --- with the object-storage override: `-f docker-compose.yml -f docker-compose.s3.yml` ----------
+
+REPLACED_BY_AN_OVERRIDE = {"command", "entrypoint", "test"}
+"""Compose replaces these sequences when a later file sets them; it merges other mappings and
+sequences with the earlier file's."""
+
+
+def merge(earlier: Any, later: Any, key: str = "") -> Any:
+    if isinstance(earlier, dict) and isinstance(later, dict):
+        merged = dict(earlier)
+        for name, value in later.items():
+            merged[name] = merge(earlier[name], value, name) if name in earlier else value
+        return merged
+    if isinstance(earlier, list) and isinstance(later, list) and key not in REPLACED_BY_AN_OVERRIDE:
+        return earlier + [item for item in later if item not in earlier]
+    return later
+
+
+@pytest.fixture(scope="module")
+def s3_override() -> dict[str, Any]:
+    document = yaml.safe_load(S3_OVERRIDE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+@pytest.fixture(scope="module")
+def s3_stack(compose: dict[str, Any], s3_override: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services as `docker compose -f docker-compose.yml -f docker-compose.s3.yml` runs them."""
+    stack: dict[str, dict[str, Any]] = merge(compose, s3_override)["services"]
+    return stack
+
+
+def flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_the_override_adds_an_s3_server_and_its_bucket_job_to_the_whole_stack(
+    s3_override: dict[str, Any], s3_stack: dict[str, dict[str, Any]]
+) -> None:
+    assert set(s3_override["services"]) == {"s3", "s3-buckets", "api", "worker"}
+    assert set(s3_stack) == DESIGN_SERVICES | {"s3", "s3-buckets"}
+    assert "s3" in s3_override["volumes"], "the buckets outlive the container"
+
+
+def test_the_s3_server_is_versitygw_pinned_and_no_compose_file_uses_minio(
+    s3_stack: dict[str, dict[str, Any]],
+) -> None:
+    image = s3_stack["s3"]["image"]
+    assert image.startswith("versity/versitygw:v"), "Apache-2.0, on Docker Hub"
+    assert image.rpartition(":")[2] != "latest"
+    assert s3_stack["s3"]["command"][-2:] == ["posix", "/data"], "serves its volume"
+    assert ("s3", "/data") in [tuple(str(v).split(":")[:2]) for v in s3_stack["s3"]["volumes"]]
+    for path in REPO.glob("docker-compose*.yml"):
+        assert "minio" not in path.read_text().lower(), f"{path.name}: MinIO's server is AGPL"
+
+
+def test_the_s3_server_is_published_on_loopback_and_probed_where_it_answers(
+    s3_stack: dict[str, dict[str, Any]],
+) -> None:
+    server = s3_stack["s3"]
+    port = flag(server["command"], "--port").rpartition(":")[2]
+    assert server["ports"] == [f"127.0.0.1:{port}:{port}"]
+    health = flag(server["command"], "--health")
+    assert server["healthcheck"]["test"][-1] == f"http://127.0.0.1:{port}{health}"
+    for name, service in s3_stack.items():
+        for published in service.get("ports", []):
+            assert str(published).startswith("127.0.0.1:"), f"{name} publishes {published}"
+
+
+def test_the_api_and_the_workers_keep_thumbnails_and_uploads_in_the_local_bucket(
+    s3_stack: dict[str, dict[str, Any]],
+) -> None:
+    server = s3_stack["s3"]
+    port = int(flag(server["command"], "--port").rpartition(":")[2])
+    for name in ("api", "worker"):
+        settings = env(s3_stack[name])
+        assert set(settings) <= CONTRACT_ENV[name], name
+        output, uploads = settings["OUTPUT_URL"], settings["UPLOADS_URL"]
+        assert output.startswith("s3://"), name
+        assert uploads.startswith(output + "/"), f"{name}: uploads in the same bucket"
+        endpoint = urlsplit(settings["AWS_ENDPOINT_URL_S3"])
+        assert (endpoint.scheme, endpoint.hostname, endpoint.port) == ("http", "s3", port), name
+        assert settings["AWS_ACCESS_KEY_ID"] == env(server)["ROOT_ACCESS_KEY"], name
+        assert settings["AWS_SECRET_ACCESS_KEY"] == env(server)["ROOT_SECRET_KEY"], name
+        assert settings["AWS_REGION"] == flag(server["command"], "--region"), name
+
+
+def test_the_bucket_exists_before_the_api_and_the_workers_start(
+    s3_stack: dict[str, dict[str, Any]],
+) -> None:
+    job = s3_stack["s3-buckets"]
+    assert job["image"] == IMAGE
+    assert (REPO / job["build"]["context"]).resolve() == REPO
+    assert job["restart"] == "no", "a one-shot: it exits once the bucket is there"
+    assert job["depends_on"]["s3"]["condition"] == "service_healthy"
+    ((script, target),) = bind_mounts(job)
+    assert script == REPO / "deploy/s3/create_buckets.py"
+    assert job["command"] == ["python", target]
+    for name in ("api", "worker"):
+        depends = s3_stack[name]["depends_on"]
+        assert depends["s3-buckets"]["condition"] == "service_completed_successfully", name
+        assert env(job) == {k: v for k, v in env(s3_stack[name]).items() if k in env(job)}, name
+        assert {"OUTPUT_URL", "UPLOADS_URL", "AWS_ENDPOINT_URL_S3"} <= set(env(job))
+
+
 # --- the image -----------------------------------------------------------------------------------
 
 
@@ -418,7 +526,7 @@ class Tiltfile:
 
 def manifest_workloads() -> set[str]:
     names = set()
-    for path in (REPO / "manifests").glob("*.yaml"):
+    for path in (REPO / "manifests" / "base").glob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc["kind"] in {"Deployment", "StatefulSet"}:
                 names.add(doc["metadata"]["name"])
@@ -433,6 +541,7 @@ def test_tilt_builds_the_image_the_manifests_run_from_this_repository() -> None:
     assert (REPO / tilt.kwarg(build, "dockerfile")).is_file()
     (kustomization,) = tilt.calls("kustomize")
     assert (REPO / tilt.value(kustomization.args[0]) / "kustomization.yaml").is_file()
+    assert tilt.value(kustomization.args[0]) == "manifests", "the claim variant: kind is one node"
     crds = [
         tilt.value(call.args[0])
         for call in tilt.calls("k8s_yaml")
@@ -449,7 +558,7 @@ def test_the_batch_workers_the_operator_makes_run_the_image_tilt_built() -> None
     assert tilt.kwarg(build, "match_in_env_vars") is True
     (operator,) = [
         doc
-        for doc in yaml.safe_load_all((REPO / "manifests" / "operator.yaml").read_text())
+        for doc in yaml.safe_load_all((REPO / "manifests" / "base" / "operator.yaml").read_text())
         if doc["kind"] == "Deployment"
     ]
     env = {

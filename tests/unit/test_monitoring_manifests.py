@@ -86,7 +86,7 @@ def test_every_target_gets_the_job_label_the_rules_use(monitor: str, job: str) -
 def workloads() -> dict[str, dict[str, Any]]:
     rendered: list[dict[str, Any]] = []
     for name in ("operator.yaml", "api.yaml", "worker.yaml", "rabbitmq.yaml"):
-        rendered += documents(REPO / "manifests" / name)
+        rendered += documents(REPO / "manifests" / "base" / name)
     return {
         doc["metadata"]["name"]: doc
         for doc in rendered

@@ -1,4 +1,4 @@
--- Seed for the dev cluster's PostgreSQL (manifests/postgres.yaml mounts it, through the
+-- Seed for the dev cluster's PostgreSQL (manifests/base/postgres.yaml mounts it, through the
 -- postgres-seed ConfigMap, into /docker-entrypoint-initdb.d; it runs once, on an empty volume).
 -- The same as db/init/01-seed.sql for docker compose except for the sample server's address,
 -- which is fully qualified here so workers in any namespace resolve it.
