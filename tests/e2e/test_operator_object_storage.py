@@ -27,9 +27,9 @@ from imagebatch.devservers.supervisor import WorkerSupervisor
 from tests.support.image_server import ImageServer
 from tests.support.k8s import KubeCluster
 from tests.support.operator import (
-    SECRET,
     Batches,
     OperatorFactory,
+    create_connections_secret,
     eventually,
 )
 from tests.support.photos import photos
@@ -49,20 +49,7 @@ def s3_connections(
     kube_cluster: KubeCluster, namespace: str, messaging: CommonSettings, s3_server: S3Server
 ) -> str:
     """The connections Secret with the S3 server's AWS variables (an object-storage install)."""
-    literals = [f"--from-literal={key}={value}" for key, value in s3_server.aws_env().items()]
-    kube_cluster.kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        SECRET,
-        f"--from-literal=RABBIT_URL={messaging.rabbit_url}",
-        f"--from-literal=DATABASE_URL={messaging.database_url}",
-        "--from-literal=ALLOW_PRIVATE_SOURCES=true",
-        *literals,
-    )
-    return SECRET
+    return create_connections_secret(kube_cluster, namespace, messaging, **s3_server.aws_env())
 
 
 @pytest.fixture
@@ -246,18 +233,7 @@ async def test_wrong_credentials_say_so_and_dead_letter_nothing(
     namespace: str,
 ) -> None:
     aws = {**s3_server.aws_env(), "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
-    kube_cluster.kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        SECRET,
-        f"--from-literal=RABBIT_URL={messaging.rabbit_url}",
-        f"--from-literal=DATABASE_URL={messaging.database_url}",
-        "--from-literal=ALLOW_PRIVATE_SOURCES=true",
-        *[f"--from-literal={key}={value}" for key, value in aws.items()],
-    )
+    create_connections_secret(kube_cluster, namespace, messaging, **aws)
     await start_operator()
     await degraded_and_nothing_lost(
         batches, image_server, messaging, "bad-creds", f"s3://{s3_bucket}", "credentials refused"

@@ -197,22 +197,26 @@ def batches(kube_cluster: KubeCluster, namespace: str) -> Iterator[Batches]:
     helper.close()
 
 
+def create_connections_secret(
+    cluster: KubeCluster, namespace: str, messaging: CommonSettings, **extra: str
+) -> str:
+    """The Secret worker pods take RABBIT_URL/DATABASE_URL (and `extra`, e.g. the AWS
+    variables of an object store) from; the local workers trust the loopback image server, as
+    a dev cluster trusts its sample server."""
+    values = {
+        "RABBIT_URL": messaging.rabbit_url,
+        "DATABASE_URL": messaging.database_url,
+        "ALLOW_PRIVATE_SOURCES": "true",
+        **extra,
+    }
+    literals = [f"--from-literal={key}={value}" for key, value in values.items()]
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", SECRET, *literals)
+    return SECRET
+
+
 @pytest.fixture
 def connections_secret(kube_cluster: KubeCluster, namespace: str, messaging: CommonSettings) -> str:
-    """The Secret worker pods take RABBIT_URL/DATABASE_URL from (the local workers trust the
-    loopback image server, as a dev cluster trusts its sample server)."""
-    kube_cluster.kubectl(
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        SECRET,
-        f"--from-literal=RABBIT_URL={messaging.rabbit_url}",
-        f"--from-literal=DATABASE_URL={messaging.database_url}",
-        "--from-literal=ALLOW_PRIVATE_SOURCES=true",
-    )
-    return SECRET
+    return create_connections_secret(kube_cluster, namespace, messaging)
 
 
 OperatorFactory = Callable[..., Awaitable[OperatorProcess]]
