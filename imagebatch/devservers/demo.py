@@ -278,11 +278,7 @@ async def run(args: argparse.Namespace) -> int:
                     "KUBECONFIG": str(plane.kubeconfig),
                     "WATCH_NAMESPACE": NAMESPACE,
                     "KEDA_POLLING_INTERVAL_SECONDS": "2",
-                    **(
-                        {"WORKER_OUTPUT_URL": f"s3://{BUCKET}/{THUMBNAILS_PREFIX}"}
-                        if s3
-                        else {}
-                    ),
+                    **({"WORKER_OUTPUT_URL": f"s3://{BUCKET}/{THUMBNAILS_PREFIX}"} if s3 else {}),
                 },
                 workdir / "logs" / "operator.log",
             )
