@@ -3,7 +3,8 @@
 Starts throwaway PostgreSQL, RabbitMQ and a Kubernetes API server (the test machinery), serves
 sample photos on 127.0.0.1:8765, seeds `images`, creates the connections Secret, runs the
 operator, a supervisor that keeps as many local `imagebatch-worker` processes running as each
-batch's Deployment asks for (pods never start without nodes), and the api; applies
+batch's Deployment asks for (pods never start without nodes), the api and one worker for the
+api's own queue (what the page uploads or asks for); applies
 `examples/imagebatch.yaml`, shows its progress until it is done, prints where the thumbnails are
 and stops everything. With `KEEP=1` it keeps running until Ctrl-C. With `KEDA=1` KEDA's CRDs
 are installed and the real KEDA operator (`make keda`) runs beside it: the batch gets a
@@ -271,6 +272,22 @@ async def run(args: argparse.Namespace) -> int:
             },
         )
         servers.callback(stop_group, api)
+        # The api's own queue (the page's uploads and URLs) has no Deployment: one worker for it.
+        tasks_worker = spawn(
+            [sys.executable, "-m", "imagebatch.worker"],
+            log=workdir / "logs" / "worker-tasks.log",
+            cwd=workdir / "logs",
+            env={
+                **env,
+                **storage_env(s3, data),
+                "ALLOW_PRIVATE_SOURCES": "true",
+                "METRICS_HOST": "127.0.0.1",
+                "METRICS_PORT": "0",
+                "LOG_LEVEL": "WARNING",
+                "PYTHONSAFEPATH": "1",
+            },
+        )
+        servers.callback(stop_group, tasks_worker)
         async with contextlib.AsyncExitStack() as services:
             operator = OperatorProcess(
                 {
@@ -302,7 +319,7 @@ async def run(args: argparse.Namespace) -> int:
                 log=workdir / "logs" / "api.log",
             )
             page = f"http://127.0.0.1:{api_port}/"
-            say(f"operator, worker supervisor and api running; the page: {page}")
+            say(f"operator, worker supervisor, api and its worker running; the page: {page}")
             say(f"kubectl apply -f {args.example.relative_to(REPO)}")
             kubectl(plane, "apply", "-n", NAMESPACE, "-f", str(args.example))
             scaler = "by KEDA" if args.keda else "by the operator"
