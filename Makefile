@@ -59,8 +59,8 @@ test: venv provision envtest keda s3 monitoring-crds lint ## the whole suite aga
 test-fast: venv envtest keda s3 monitoring-crds ## the suite without tests marked slow
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" KEDA_DIR="$$(hack/keda/build.sh)" S3_SERVER_DIR="$$(hack/s3/build.sh)" PROMETHEUS_OPERATOR_DIR="$$(hack/prometheus-operator/crds.sh)" $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-demo: venv provision envtest $(if $(filter 1,$(KEDA)),keda) ## the whole system on local processes: apply examples/imagebatch.yaml, follow it to the end (KEEP=1 keeps it running, KEDA=1 scales with the real KEDA)
-	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" $(if $(filter 1,$(KEDA)),KEDA_DIR="$$(hack/keda/build.sh)") $(BIN)/python -m imagebatch.devservers.demo
+demo: venv provision envtest $(if $(filter 1,$(KEDA)),keda) $(if $(filter 1,$(S3)),s3) ## the whole system on local processes: apply examples/imagebatch.yaml, follow it to the end (KEEP=1 keeps it running, KEDA=1 scales with the real KEDA, S3=1 puts the thumbnails in a bucket)
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" $(if $(filter 1,$(KEDA)),KEDA_DIR="$$(hack/keda/build.sh)") $(if $(filter 1,$(S3)),S3_SERVER_DIR="$$(hack/s3/build.sh)") $(BIN)/python -m imagebatch.devservers.demo
 
 clean: ## remove the virtualenv and caches (not the envtest binaries in ~/.cache)
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -3,14 +3,19 @@
 Starts throwaway PostgreSQL, RabbitMQ and a Kubernetes API server (the test machinery), serves
 sample photos on 127.0.0.1:8765, seeds `images`, creates the connections Secret, runs the
 operator, a supervisor that keeps as many local `imagebatch-worker` processes running as each
-batch's Deployment asks for (pods never start without nodes), and the api; applies
+batch's Deployment asks for (pods never start without nodes), the api and one worker for the
+api's own queue (what the page uploads or asks for); applies
 `examples/imagebatch.yaml`, shows its progress until it is done, prints where the thumbnails are
 and stops everything. With `KEEP=1` it keeps running until Ctrl-C. With `KEDA=1` KEDA's CRDs
 are installed and the real KEDA operator (`make keda`) runs beside it: the batch gets a
 ScaledObject and KEDA, not the operator, scales its workers from 0 to 1 and back (1 → N needs
 KEDA's metrics adapter behind the API server, which a local control plane cannot route to).
+With `S3=1` the thumbnails (and the api's uploads) go to a bucket on a throwaway S3 server
+(versitygw, `make s3`) instead of a folder: the connections Secret and the api get the standard
+AWS variables, the operator `WORKER_OUTPUT_URL=s3://imagebatch-demo/thumbnails`, and the end
+names the objects and how to list them.
 
-    python -m imagebatch.devservers.demo [--keep] [--keda] [--example PATH] [--timeout SECONDS]
+    python -m imagebatch.devservers.demo [--keep] [--keda] [--s3] [--example PATH] [--timeout S]
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from imagebatch.devservers.operator_process import OperatorProcess
 from imagebatch.devservers.postgres import PostgresServer
 from imagebatch.devservers.process import free_port, http_ok, spawn, stop_group, wait_until
 from imagebatch.devservers.rabbitmq import RabbitMQServer
+from imagebatch.devservers.s3 import S3Server
 from imagebatch.devservers.samples import DEFAULT_PORT, make_server
 from imagebatch.devservers.supervisor import WorkerSupervisor
 
@@ -49,6 +55,11 @@ SEED_ROWS = 300
 BAR_WIDTH = 30
 SETTLE_SECONDS = 15.0
 """After the batch finished, how long to wait for its workers to be gone before the last line."""
+BUCKET = "imagebatch-demo"
+THUMBNAILS_PREFIX = "thumbnails"
+UPLOADS_PREFIX = "uploads"
+LISTED = 20
+"""How many thumbnails (files or keys) the last lines name."""
 
 
 def say(message: str) -> None:
@@ -168,6 +179,39 @@ def batch_name(example: Path) -> str:
     raise SystemExit(f"demo: no metadata.name in {example}")
 
 
+def storage_env(s3: S3Server | None, data: Path) -> dict[str, str]:
+    """The api's storage settings: the demo's folder, or the bucket with the AWS variables."""
+    if s3 is None:
+        return {"OUTPUT_DIR": str(data), "UPLOADS_DIR": str(data / "uploads")}
+    return {
+        **s3.aws_env(),
+        "OUTPUT_URL": f"s3://{BUCKET}/{THUMBNAILS_PREFIX}",
+        "UPLOADS_URL": f"s3://{BUCKET}/{UPLOADS_PREFIX}",
+    }
+
+
+def show_files(data: Path) -> None:
+    files = sorted(p for p in data.rglob("*") if p.is_file())
+    say(f"{len(files)} thumbnails in {data}:")
+    for path in files[:LISTED]:
+        say(f"  {path.relative_to(data)}")
+
+
+def show_objects(s3: S3Server, status: dict[str, Any]) -> None:
+    """The batch's objects in the bucket, and how to list them with any S3 client."""
+    keys = s3.object_keys(BUCKET, f"{THUMBNAILS_PREFIX}/")
+    say(f"status.output: {status.get('output') or '(not set)'}")
+    say(f"{len(keys)} thumbnails in s3://{BUCKET}/{THUMBNAILS_PREFIX}/ at {s3.endpoint_url}:")
+    for key in keys[:LISTED]:
+        say(f"  {key}")
+    variables = " ".join(f"{k}={v}" for k, v in s3.aws_env().items())
+    say(
+        "list them with any S3 client while it runs (KEEP=1), e.g. the AWS CLI:\n"
+        f"  {variables} aws s3 ls --recursive s3://{BUCKET}/{THUMBNAILS_PREFIX}/\n"
+        f"  (the objects are files under {s3.data / BUCKET})"
+    )
+
+
 async def wait_for_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -193,6 +237,11 @@ async def run(args: argparse.Namespace) -> int:
         if args.keda:
             keda = servers.enter_context(KedaOperator(plane.kubeconfig))
             say(f"KEDA {keda.assets.name} running (its log: {keda.log})")
+        s3: S3Server | None = None
+        if args.s3:
+            s3 = servers.enter_context(S3Server())
+            s3.create_bucket(BUCKET)
+            say(f"S3 server (versitygw) on {s3.endpoint_url}, bucket {BUCKET}")
         port = servers.enter_context(sample_server())
         say(f"sample photos on http://127.0.0.1:{port}/samples/<name>.jpg")
         database_url = postgres.url
@@ -202,6 +251,7 @@ async def run(args: argparse.Namespace) -> int:
             f"--from-literal=RABBIT_URL={rabbit.url}",
             f"--from-literal=DATABASE_URL={database_url}",
             "--from-literal=ALLOW_PRIVATE_SOURCES=true",
+            *(f"--from-literal={k}={v}" for k, v in (s3.aws_env() if s3 else {}).items()),
         )  # fmt: skip
         env = {"DATABASE_URL": database_url, "RABBIT_URL": rabbit.url}
         api_port = free_port()
@@ -217,12 +267,27 @@ async def run(args: argparse.Namespace) -> int:
                 "KUBE_NAMESPACE": NAMESPACE,
                 # A throwaway stack on 127.0.0.1: anyone on this machine may use the api.
                 "AUTH_MODE": "none",
-                "OUTPUT_DIR": str(data),
-                "UPLOADS_DIR": str(data / "uploads"),
+                **storage_env(s3, data),
                 "PYTHONSAFEPATH": "1",
             },
         )
         servers.callback(stop_group, api)
+        # The api's own queue (the page's uploads and URLs) has no Deployment: one worker for it.
+        tasks_worker = spawn(
+            [sys.executable, "-m", "imagebatch.worker"],
+            log=workdir / "logs" / "worker-tasks.log",
+            cwd=workdir / "logs",
+            env={
+                **env,
+                **storage_env(s3, data),
+                "ALLOW_PRIVATE_SOURCES": "true",
+                "METRICS_HOST": "127.0.0.1",
+                "METRICS_PORT": "0",
+                "LOG_LEVEL": "WARNING",
+                "PYTHONSAFEPATH": "1",
+            },
+        )
+        servers.callback(stop_group, tasks_worker)
         async with contextlib.AsyncExitStack() as services:
             operator = OperatorProcess(
                 {
@@ -230,6 +295,7 @@ async def run(args: argparse.Namespace) -> int:
                     "KUBECONFIG": str(plane.kubeconfig),
                     "WATCH_NAMESPACE": NAMESPACE,
                     "KEDA_POLLING_INTERVAL_SECONDS": "2",
+                    **({"WORKER_OUTPUT_URL": f"s3://{BUCKET}/{THUMBNAILS_PREFIX}"} if s3 else {}),
                 },
                 workdir / "logs" / "operator.log",
             )
@@ -253,15 +319,15 @@ async def run(args: argparse.Namespace) -> int:
                 log=workdir / "logs" / "api.log",
             )
             page = f"http://127.0.0.1:{api_port}/"
-            say(f"operator, worker supervisor and api running; the page: {page}")
+            say(f"operator, worker supervisor, api and its worker running; the page: {page}")
             say(f"kubectl apply -f {args.example.relative_to(REPO)}")
             kubectl(plane, "apply", "-n", NAMESPACE, "-f", str(args.example))
             scaler = "by KEDA" if args.keda else "by the operator"
             status = await follow(plane, name, args.timeout, scaler=scaler)
-            files = sorted(p for p in data.rglob("*") if p.is_file())
-            say(f"{len(files)} thumbnails in {data}:")
-            for path in files[:20]:
-                say(f"  {path.relative_to(data)}")
+            if s3 is None:
+                show_files(data)
+            else:
+                show_objects(s3, status)
             if args.keep:
                 say(
                     "everything keeps running; Ctrl-C stops it. Try:\n"
@@ -282,6 +348,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m imagebatch.devservers.demo")
     parser.add_argument("--keep", action="store_true", default=os.environ.get("KEEP") == "1")
     parser.add_argument("--keda", action="store_true", default=os.environ.get("KEDA") == "1")
+    parser.add_argument("--s3", action="store_true", default=os.environ.get("S3") == "1")
     parser.add_argument("--example", type=Path, default=REPO / "examples" / "imagebatch.yaml")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for it")
     args = parser.parse_args(argv)

@@ -1,12 +1,13 @@
-"""`make demo` and `KEDA=1 make demo`, exactly as the README's quick start gives them, run in the
-suite so they cannot rot: the example batch succeeds, its workers are scaled from 0 to 1 and back
-(by the operator, or by the real KEDA), the thumbnails are where it says, and everything it
-started stops."""
+"""`make demo`, `KEDA=1 make demo` and `S3=1 make demo`, exactly as the README's quick start gives
+them, run in the suite so they cannot rot: the example batch succeeds, its workers are scaled from
+0 to 1 and back (by the operator, or by the real KEDA), the thumbnails are where it says (a folder,
+or a bucket on a throwaway S3 server), and everything it started stops."""
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -18,18 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("keda", [False, True], ids=["own-scaler", "KEDA=1"])
 def test_make_demo_runs_the_example_batch_to_success_and_stops_everything(keda: bool) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in {"KUBECONFIG", "KEEP", "KEDA"}}
-    if keda:
-        env["KEDA"] = "1"
-    result = subprocess.run(
-        ["make", "--no-print-directory", "demo"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
-    )
+    result = make_demo(KEDA="1") if keda else make_demo()
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert re.search(r"holiday-photos\s+Succeeded\s+6/6\s+6\s+0\s+0\s", output), output[-4000:]
@@ -45,6 +35,53 @@ def test_make_demo_runs_the_example_batch_to_success_and_stops_everything(keda: 
     scaler = "by KEDA" if keda else "by the operator"
     assert f"holiday-photos-worker: replicas 1 → 0 ({scaler})" in output, output[-4000:]
     assert processes_working_in(REPO / ".cache" / "demo") == [], "the demo stopped all it ran"
+
+
+@pytest.mark.timeout(600)
+def test_s3_make_demo_puts_the_thumbnails_in_a_bucket_and_says_where() -> None:
+    result = make_demo(S3="1")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert re.search(r"holiday-photos\s+Succeeded\s+6/6\s+6\s+0\s+0\s", output), output[-4000:]
+    assert "demo: status.output: s3://imagebatch-demo/thumbnails/holiday-photos/" in output, output[
+        -4000:
+    ]
+    found = re.search(
+        r"demo: (\d+) thumbnails in s3://imagebatch-demo/thumbnails/ at http://127\.0\.0\.1:(\d+):",
+        output,
+    )
+    assert found is not None, output[-4000:]
+    assert int(found.group(1)) == 12, "two operations for each of the six images"
+    keys = re.findall(r"demo:   (thumbnails/holiday-photos/\S+)", output)
+    assert len(keys) == 12
+    assert {k.rsplit(".", 1)[1] for k in keys} == {"jpg", "webp"}
+    assert "aws s3 ls --recursive s3://imagebatch-demo/thumbnails/" in output
+    assert not any(p.is_file() for p in (REPO / ".cache" / "demo" / "data").rglob("*"))
+    assert processes_working_in(REPO / ".cache" / "demo") == [], "the demo stopped all it ran"
+    assert refuses_connections(int(found.group(2))), "the S3 server stopped too"
+
+
+def make_demo(**variables: str) -> subprocess.CompletedProcess[str]:
+    """`make demo` with `variables` (KEDA=1, S3=1) and none of the caller's demo settings."""
+    drop = {"KUBECONFIG", "KEEP", "KEDA", "S3"}
+    env = {k: v for k, v in os.environ.items() if k not in drop} | variables
+    return subprocess.run(
+        ["make", "--no-print-directory", "demo"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return True
+    return False
 
 
 def processes_working_in(folder: Path) -> list[int]:

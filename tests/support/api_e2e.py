@@ -26,6 +26,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from imagebatch.core.settings import CommonSettings
+from imagebatch.devservers.s3 import S3Server
 
 SERVICE_ENV = (
     "RABBIT_URL",
@@ -48,6 +49,15 @@ SERVICE_ENV = (
     "RATE_LIMIT_PER_MINUTE",
     "UPLOAD_BYTES_PER_MINUTE",
     "MAX_OPEN_TASKS",
+    "OUTPUT_URL",
+    "UPLOADS_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_PROFILE",
 )
 """Variables the parent's environment must not leak into a service started by a test."""
 
@@ -78,6 +88,16 @@ def service_env(messaging: CommonSettings, **variables: object) -> dict[str, str
         else:
             env[key] = str(value)
     return env
+
+
+def bucket_storage(server: S3Server, bucket: str) -> dict[str, str]:
+    """The variables that put a service's thumbnails (`thumbnails/`) and uploads (`uploads/`)
+    in `bucket` on `server` (⚑ Storage); they win over the folders the helpers set."""
+    return {
+        **server.aws_env(),
+        "OUTPUT_URL": f"s3://{bucket}/thumbnails",
+        "UPLOADS_URL": f"s3://{bucket}/uploads",
+    }
 
 
 @dataclass
