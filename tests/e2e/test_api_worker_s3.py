@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from imagebatch.core.settings import CommonSettings
 from imagebatch.devservers.s3 import S3Server
 from tests.support.api_e2e import api_process, bucket_storage, wait_until, worker_process
 from tests.support.photos import photos
-from tests.support.worker_fixtures import job_body, publish
 
 pytestmark = pytest.mark.slow
 
@@ -105,11 +103,11 @@ async def test_an_upload_kept_in_the_bucket_is_thumbnailed_there_and_served_by_t
     assert files_in(tmp_path / "data") == [], "nothing went to the folders"
 
 
-async def test_a_job_naming_an_object_is_thumbnailed_into_the_bucket_and_served(
+async def test_a_task_naming_an_object_is_thumbnailed_into_the_bucket_and_served(
     messaging: CommonSettings, tmp_path: Path, s3_server: S3Server, s3_bucket: str
 ) -> None:
-    """An `s3://` source reaches a worker as a batch item (the operator publishes those; the
-    api's POST /tasks and /enqueue take http(s) sources only); the api serves its result."""
+    """POST /tasks with an `s3://bucket/key` source: the worker reads it through its S3
+    connection, and the api serves the result from the bucket."""
     put = s3_server.request(
         "PUT",
         f"/{s3_bucket}/originals/coffee.jpg",
@@ -117,12 +115,12 @@ async def test_a_job_naming_an_object_is_thumbnailed_into_the_bucket_and_served(
         headers={"Content-Type": "image/jpeg"},
     )
     assert put.status == 200
-    job_id = f"from-bucket-{uuid.uuid4().hex[:8]}"
     async with api_and_worker_on_bucket(messaging, tmp_path, s3_server, s3_bucket) as client:
-        await publish(
-            messaging,
-            [job_body(f"s3://{s3_bucket}/originals/coffee.jpg", job_id, ops=[THUMBNAIL])],
+        accepted = await client.post(
+            "/tasks", json={"url": f"s3://{s3_bucket}/originals/coffee.jpg", "ops": [THUMBNAIL]}
         )
+        assert accepted.status_code == 202, accepted.text
+        job_id = accepted.json()["id"]
         state = await finished(client, job_id)
         thumbnail = await client.get(f"/images/{job_id}/thumbnail")
 
