@@ -1,7 +1,8 @@
 """Where a benchmark run's CPU went: the whole machine, and each process that shares it.
 
-In the end-to-end run the worker shares the cores with PostgreSQL, RabbitMQ and the loopback
-origin (in the benchmark's own process). The worker's images/s says little about the worker
+In the end-to-end run the worker shares the cores with PostgreSQL, RabbitMQ, the loopback
+origin (in the benchmark's own process) and, when it writes to a bucket, the local S3 server
+(versitygw). The worker's images/s says little about the worker
 alone unless one also knows how busy the machine was and what every image cost all of them
 together: `cpu_bound_ceiling` is the rate the same per-image cost would allow were the cores
 never idle, which bounds what any worker setting can reach on this machine.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RABBITMQ_COMMANDS = frozenset({"beam.smp", "erl_child_setup", "epmd", "inet_gethost"})
+S3_SERVER_COMMANDS = frozenset({"versitygw"})
 
 
 def _group(pid: int, comm: str, *, worker: int, bench: int) -> str:
@@ -31,6 +33,8 @@ def _group(pid: int, comm: str, *, worker: int, bench: int) -> str:
         return "postgres"
     if comm in RABBITMQ_COMMANDS:
         return "rabbitmq"
+    if comm in S3_SERVER_COMMANDS:
+        return "s3_server"
     return "other"
 
 
