@@ -1,7 +1,8 @@
 """Where a benchmark run's CPU went: the whole machine, and each process that shares it.
 
-In the end-to-end run the worker shares the cores with PostgreSQL, RabbitMQ and the loopback
-origin (in the benchmark's own process). The worker's images/s says little about the worker
+In the end-to-end run the worker shares the cores with PostgreSQL, RabbitMQ, the loopback
+origin (in the benchmark's own process) and, when it writes to a bucket, the local S3 server
+(versitygw). The worker's images/s says little about the worker
 alone unless one also knows how busy the machine was and what every image cost all of them
 together: `cpu_bound_ceiling` is the rate the same per-image cost would allow were the cores
 never idle, which bounds what any worker setting can reach on this machine.
@@ -15,22 +16,47 @@ while it does; the thumbnail and write threads spend most of their time in C wit
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RABBITMQ_COMMANDS = frozenset({"beam.smp", "erl_child_setup", "epmd", "inet_gethost"})
+S3_SERVER_COMMANDS = frozenset({"versitygw"})
 
 
-def _group(pid: int, comm: str, *, worker: int, bench: int) -> str:
+def _group(
+    pid: int,
+    comm: str,
+    *,
+    worker: int,
+    bench: int,
+    servers: Mapping[int, str] | None = None,
+    parents: Mapping[int, int] | None = None,
+) -> str:
     if pid == worker:
         return "worker"
     if pid == bench:
         return "bench_and_origin"
+    if servers is not None:
+        return _server_of(pid, servers, parents or {})
     if comm == "postgres":
         return "postgres"
     if comm in RABBITMQ_COMMANDS:
         return "rabbitmq"
+    if comm in S3_SERVER_COMMANDS:
+        return "s3_server"
+    return "other"
+
+
+def _server_of(pid: int, servers: Mapping[int, str], parents: Mapping[int, int]) -> str:
+    """The group of the server whose process tree holds `pid`, else "other"."""
+    seen = 0
+    while pid > 1 and seen < 64:
+        if pid in servers:
+            return servers[pid]
+        pid = parents.get(pid, 0)
+        seen += 1
     return "other"
 
 
@@ -61,17 +87,30 @@ class CpuSnapshot:
     """CPU seconds of the worker's first thread, the one that runs its event loop."""
 
     @classmethod
-    def take(cls, worker_pid: int) -> CpuSnapshot:
+    def take(cls, worker_pid: int, servers: Mapping[int, str] | None = None) -> CpuSnapshot:
+        """`servers` maps the root pid of each server the run started to its group name: a
+        process belongs to the group whose root it descends from. Without it, processes are
+        grouped by command name, which also counts other PostgreSQL and RabbitMQ instances
+        on the machine (other benchmarks', other tests') as this run's."""
         groups: dict[str, float] = {}
         bench = os.getpid()
+        found: list[tuple[int, str, float]] = []
+        parents: dict[int, int] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                comm, seconds = process_stat((entry / "stat").read_text())
+                text = (entry / "stat").read_text()
+                comm, seconds = process_stat(text)
             except (OSError, IndexError, ValueError):
                 continue  # gone meanwhile
-            group = _group(int(entry.name), comm, worker=worker_pid, bench=bench)
+            pid = int(entry.name)
+            parents[pid] = int(text.rsplit(")", 1)[1].split()[1])
+            found.append((pid, comm, seconds))
+        for pid, comm, seconds in found:
+            group = _group(
+                pid, comm, worker=worker_pid, bench=bench, servers=servers, parents=parents
+            )
             groups[group] = groups.get(group, 0.0) + seconds
         busy, idle = _machine_seconds()
         try:

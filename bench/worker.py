@@ -1,6 +1,7 @@
 """Worker benchmark: the thumbnail stage alone, the download stage alone, and end to end.
 
-    .venv/bin/python bench/worker.py [--images 2000] [--runs 1] [--setting 8/16 ...] [--output PATH]
+    .venv/bin/python bench/worker.py [--images 2000] [--runs 1] [--setting 8/16 ...]
+        [--store file] [--store s3] [--output PATH]
 
 (a) thumbnail stage: 1024x768 JPEG photos → 256 px JPEG, images/s on one thread and on two,
     for the worker's `render` (DCT-scaled decode, one resize) next to a naive Pillow baseline
@@ -18,12 +19,18 @@
     message timeline from the worker's /metrics: median and 90th percentile of every phase
     (claim, slot, download, transform, write, record, ack, waits included), the time from
     delivery to ack and the time a job held a CONCURRENCY slot. With --runs N, the median of N
-    runs per setting (every run's figure is listed too: a shared 2-core VM is noisy).
+    runs per setting (every run's figure is listed too, in run order: a shared 2-core VM is noisy).
     `cpu_while_running` (bench/cpu_accounting.py) says how busy the cores were from the first
     claim to the last completion, what each image cost the worker, PostgreSQL, RabbitMQ and
     the origin, how busy the worker's event-loop thread was (near 1: that thread sets the
     pace), and the images/s that total cost allows on fully busy cores: no setting of the
     worker can beat that ceiling on the machine the run shares.
+    `--store s3` runs the same settings with the thumbnails going to a bucket (OUTPUT_URL=
+    s3://bench/thumbs: one conditional PUT per thumbnail) on a local S3 server (versitygw, started
+    per run like PostgreSQL and RabbitMQ, its CPU counted as `s3_server`); with `--store file
+    --store s3` the two take turns run by run, and `b_object_storage` gives, per setting, the
+    bucket's images/s divided by the folder's (the medians', and round by round), the worker's
+    and the servers' CPU per image for both, and whether the issue's 0.8 was reached.
 `comparison` gives the defaults divided by the fastest setting, every setting divided by the
 two-thread figure of (a), the fastest setting's CPU-bound ceiling divided by that figure too,
 and whether the issue's targets were met.
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -68,6 +76,7 @@ from imagebatch.core.settings import CommonSettings  # noqa: E402
 from imagebatch.core.topology import declare_topology  # noqa: E402
 from imagebatch.devservers.postgres import PostgresServer  # noqa: E402
 from imagebatch.devservers.rabbitmq import RabbitMQServer  # noqa: E402
+from imagebatch.devservers.s3 import S3Server  # noqa: E402
 from imagebatch.worker.address_guard import AddressGuard, GuardedResolver  # noqa: E402
 from imagebatch.worker.settings import WorkerSettings  # noqa: E402
 from imagebatch.worker.timeline import PHASES  # noqa: E402
@@ -82,6 +91,8 @@ OTHER_SETTINGS = ({"concurrency": 16, "prefetch": 32}, {"concurrency": 48, "pref
 that came out fastest side by side; which of them wins changes from run to run (the figures are
 in the README, not here)."""
 SPEC = Thumbnail(width=256, height=256, format="jpeg", quality=85)
+STORES = ("file", "s3")
+BUCKET = "bench"
 
 
 def ours(data: bytes) -> bytes:
@@ -295,8 +306,39 @@ async def _completed(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM jobs WHERE status='completed'"))
 
 
-async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    with PostgresServer() as postgres, RabbitMQServer(management=False) as rabbit:
+def output_settings(store: str, s3: S3Server | None) -> dict[str, Any]:
+    """The worker settings that send its thumbnails to `store`."""
+    if store == "file" or s3 is None:
+        return {}
+    aws = {key.lower(): value for key, value in s3.aws_env().items()}
+    return {**aws, "output_url": f"s3://{BUCKET}/thumbs"}
+
+
+def server_roots(
+    postgres: PostgresServer, rabbit: RabbitMQServer, s3: S3Server | None
+) -> dict[int, str]:
+    """The root process of each server this run started → its group in `cpu_while_running`,
+    so that other PostgreSQL, RabbitMQ and versitygw instances on the machine are not counted
+    as this run's."""
+    postmaster = int((postgres.data / "postmaster.pid").read_text().split()[0])
+    rabbit_process = rabbit._process  # the session leader of the broker's process tree
+    roots = {postmaster: "postgres"}
+    if rabbit_process is not None:
+        roots[rabbit_process.pid] = "rabbitmq"
+    if s3 is not None and s3.pid is not None:
+        roots[s3.pid] = "s3_server"
+    return roots
+
+
+async def end_to_end(
+    count: int, workdir: Path, overrides: dict[str, Any], store: str = "file"
+) -> dict[str, Any]:
+    with contextlib.ExitStack() as servers:
+        postgres = servers.enter_context(PostgresServer())
+        rabbit = servers.enter_context(RabbitMQServer(management=False))
+        s3 = servers.enter_context(S3Server()) if store == "s3" else None
+        if s3 is not None:
+            s3.create_bucket(BUCKET)
         database_url = postgres.url
         await migrate(database_url)
         messaging = CommonSettings(rabbit_url=rabbit.url, database_url=database_url)
@@ -319,12 +361,15 @@ async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> di
                 await asyncio.gather(*pending)
 
             settings = WorkerSettings(
-                **messaging.model_dump(),
-                output_dir=workdir / "data",
-                allow_private_sources=True,
-                metrics_host="127.0.0.1",
-                metrics_port=0,
-                **overrides,
+                **{
+                    **messaging.model_dump(),
+                    "output_dir": workdir / "data",
+                    "allow_private_sources": True,
+                    "metrics_host": "127.0.0.1",
+                    "metrics_port": 0,
+                    **output_settings(store, s3),
+                    **overrides,
+                }
             )
             worker = WorkerProcess(settings, workdir / "worker.log")
             began = time.perf_counter()
@@ -336,13 +381,14 @@ async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> di
                 while not await conn.fetchval("SELECT count(*) FROM jobs"):  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
                 assert worker.process is not None
-                cpu_before = CpuSnapshot.take(worker.process.pid)
+                roots = server_roots(postgres, rabbit, s3)
+                cpu_before = CpuSnapshot.take(worker.process.pid, roots)
                 done_before = await _completed(conn)
                 while (done := await _completed(conn)) < count:
                     if time.perf_counter() - began > 600:
                         raise RuntimeError(f"only {done}/{count} completed after 600 s")
                     await asyncio.sleep(0.05)
-                cpu_after = CpuSnapshot.take(worker.process.pid)
+                cpu_after = CpuSnapshot.take(worker.process.pid, roots)
                 wall = time.perf_counter() - began
                 span = await conn.fetchval(
                     "SELECT extract(epoch FROM max(completed_at) - min(started_at)) FROM jobs"
@@ -353,8 +399,11 @@ async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> di
             figures = await worker_figures(worker.settings.metrics_port)
             worker.signal(__import__("signal").SIGTERM)
             code = await worker.wait()
+            objects = len(s3.object_keys(BUCKET)) if s3 is not None else None
     return {
         "images": count,
+        "store": store,
+        **({"objects_in_bucket": objects} if objects is not None else {}),
         "worker_settings": {
             "concurrency": settings.concurrency,
             "prefetch": settings.prefetch,
@@ -373,8 +422,10 @@ async def end_to_end(count: int, workdir: Path, overrides: dict[str, Any]) -> di
     }
 
 
-def setting_name(setting: dict[str, Any]) -> str:
-    return f"{setting['concurrency']}/{setting['prefetch']}"
+def setting_name(setting: dict[str, Any], store: str = "file") -> str:
+    """`8/16` for a folder (as before there was a choice), `8/16 s3` for a bucket."""
+    name = f"{setting['concurrency']}/{setting['prefetch']}"
+    return name if store == "file" else f"{name} {store}"
 
 
 def parse_setting(text: str) -> dict[str, Any]:
@@ -383,8 +434,11 @@ def parse_setting(text: str) -> dict[str, Any]:
 
 
 def compare(report: dict[str, Any], settings: list[dict[str, Any]]) -> dict[str, Any]:
-    """The contract's defaults against the fastest setting of this run, and the targets."""
-    by_name = {name: run["images_per_second"] for name, run in report["b_end_to_end"].items()}
+    """The contract's defaults against the fastest setting of this run, and the targets
+    (the folder's runs; with --store s3 alone, the bucket's)."""
+    ends = report["b_end_to_end"]
+    by_name = {name: run["images_per_second"] for name, run in ends.items() if " " not in name}
+    by_name = by_name or {name: run["images_per_second"] for name, run in ends.items()}
     best = max(by_name, key=lambda name: float(by_name[name]))
     default = setting_name(CONTRACT_DEFAULTS)
     result: dict[str, Any] = {"best_setting": best}
@@ -414,6 +468,59 @@ def compare(report: dict[str, Any], settings: list[dict[str, Any]]) -> dict[str,
     return result
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def object_storage(
+    runs: dict[str, list[dict[str, Any]]], settings: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Per setting, the bucket against the folder in the same invocation: images/s (medians of
+    the runs, and the ratio round by round, the two runs of a round being neighbours in time),
+    the worker's CPU per image and what each image cost every server, medians of the runs."""
+
+    def cpu(each: list[dict[str, Any]]) -> dict[str, float]:
+        groups = sorted({g for run in each for g in run["cpu_while_running"]["ms_per_image"]})
+        return {
+            group: round(
+                median([r["cpu_while_running"]["ms_per_image"].get(group, 0.0) for r in each]), 3
+            )
+            for group in groups
+        }
+
+    result: dict[str, Any] = {}
+    for setting in settings:
+        files, objects = runs[setting_name(setting)], runs[setting_name(setting, "s3")]
+        file_rate = median([float(r["images_per_second"]) for r in files])
+        s3_rate = median([float(r["images_per_second"]) for r in objects])
+        ratio = round(s3_rate / file_rate, 3)
+        result[setting_name(setting)] = {
+            "images_per_second": {"file": round(file_rate, 1), "s3": round(s3_rate, 1)},
+            "s3_divided_by_file": ratio,
+            "s3_divided_by_file_round_by_round": [
+                round(float(o["images_per_second"]) / float(f["images_per_second"]), 3)
+                for f, o in zip(files, objects, strict=True)
+            ],
+            # From the first claim to the last completion, start-up excluded.
+            "worker_cpu_ms_per_image": {
+                "file": cpu(files)["worker"],
+                "s3": cpu(objects)["worker"],
+            },
+            "s3_server_cpu_ms_per_image": cpu(objects).get("s3_server", 0.0),
+            "cpu_ms_per_image_by_process": {"file": cpu(files), "s3": cpu(objects)},
+            "mean_write_seconds_own_time": {
+                "file": median([r["mean_stage_seconds_own_time"]["write"] for r in files]),
+                "s3": median([r["mean_stage_seconds_own_time"]["write"] for r in objects]),
+            },
+            "target_s3_at_least_0_8_of_file": ratio >= 0.8,
+        }
+    return result
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
@@ -433,19 +540,26 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         report["a_thumbnail_stage"] = thumbnail_stage(args.seconds)
     if "c" in args.stages:
         report["c_download_stage"] = await download_stage(args.downloads)
+    stores = args.store or ["file"]
     if "b" in args.stages:
-        runs: dict[str, list[dict[str, Any]]] = {setting_name(s): [] for s in settings}
-        for _ in range(args.runs):  # the settings take turns, so they see the same machine
+        runs: dict[str, list[dict[str, Any]]] = {
+            setting_name(s, store): [] for s in settings for store in stores
+        }
+        for round_ in range(args.runs):  # the settings take turns, so they see the same machine
             for setting in settings:
-                with tempfile.TemporaryDirectory(prefix="imagebatch-bench-") as tmp:
-                    run = await end_to_end(args.images, Path(tmp), {**setting, **extra})
-                runs[setting_name(setting)].append(run)
+                # The stores take turns too, first one then the other going first.
+                for store in stores if round_ % 2 == 0 else stores[::-1]:
+                    with tempfile.TemporaryDirectory(prefix="imagebatch-bench-") as tmp:
+                        run = await end_to_end(args.images, Path(tmp), {**setting, **extra}, store)
+                    runs[setting_name(setting, store)].append(run)
         report["b_end_to_end"] = {}
         report["b_images_per_second_every_run"] = {}
         for name, each in runs.items():
-            each.sort(key=lambda run: float(run["images_per_second"]))
-            report["b_end_to_end"][name] = each[len(each) // 2]  # the median run
+            ranked = sorted(each, key=lambda run: float(run["images_per_second"]))
+            report["b_end_to_end"][name] = ranked[len(ranked) // 2]  # the median run
             report["b_images_per_second_every_run"][name] = [r["images_per_second"] for r in each]
+        if set(STORES) <= set(stores):
+            report["b_object_storage"] = object_storage(runs, settings)
         report["comparison"] = compare(report, settings)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report
@@ -475,6 +589,14 @@ def main() -> int:
         default=[],
         metavar="FIELD=VALUE",
         help="another worker setting for every run of (b), e.g. --worker fsync=false",
+    )
+    parser.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        choices=STORES,
+        help="where (b)'s thumbnails go: a folder (file, the default) or a bucket on a local S3 "
+        "server (s3); both given: they take turns and b_object_storage compares them",
     )
     parser.add_argument("--output", type=Path, default=REPO / ".cache" / "bench" / "worker.json")
     args = parser.parse_args()
