@@ -89,7 +89,7 @@ async def test_a_batch_gets_its_worker_deployment_owned_by_it(
     assert (env["QUEUE"], env["ROUTING_KEY"], env["EXCHANGE"]) == (queue, queue, messaging.exchange)
     assert (env["CONCURRENCY"], env["PREFETCH"]) == ("4", "12")
     assert (env["MAX_ATTEMPTS"], env["BACKOFF_SECONDS"]) == ("5", "0")
-    assert env["OUTPUT_DIR"] == "/data"
+    assert env["OUTPUT_URL"] == "file:///data"
     assert container.env_from[0].secret_ref.name == SECRET
     assert container.volume_mounts[0].mount_path == "/data"
     assert deployment.spec.template.spec.security_context.run_as_non_root

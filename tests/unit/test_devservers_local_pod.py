@@ -112,3 +112,15 @@ def test_paths_on_the_data_volume_map_to_the_data_folder_others_to_a_scratch_fol
         "UPLOADS_DIR": str(scratch / "srv" / "up"),
     }
     assert local({"OUTPUT_DIR": "/database"})["OUTPUT_DIR"] == str(scratch / "database")
+
+
+def test_a_file_output_url_maps_like_a_path_and_a_bucket_is_left_alone(tmp_path: Path) -> None:
+    data, scratch = tmp_path / "data", tmp_path / "scratch"
+    local = localise_paths(
+        {"OUTPUT_URL": "file:///data/out", "UPLOADS_URL": "s3://bucket/uploads"},
+        mount=PurePosixPath("/data"),
+        data_dir=data,
+        ephemeral=scratch,
+    )
+    assert local["OUTPUT_URL"] == f"file://{data / 'out'}"
+    assert "UPLOADS_URL" not in local, "an s3:// location is passed on as it is"
