@@ -31,6 +31,13 @@
     --store s3` the two take turns run by run, and `b_object_storage` gives, per setting, the
     bucket's images/s divided by the folder's (the medians', and round by round), the worker's
     and the servers' CPU per image for both, and whether the issue's 0.8 was reached.
+    `--s3-client` picks the worker's object client for `--store s3`: obstore (the worker as
+    shipped, the default) or aiobotocore (the worker started through bench/worker_aiobotocore.py,
+    which swaps the client and changes nothing else; `aiobotocore_when_required` without the
+    CRC32 botocore adds to every PUT). Given more than one, they take turns like the stores and
+    `b_s3_clients` gives, per setting, each client's images/s, worker and versitygw CPU per image,
+    aiobotocore's figures divided by obstore's, and whether every recorded thumbnail is in the
+    bucket (each s3 run lists the bucket and compares it with the rows' outputs).
 `comparison` gives the defaults divided by the fastest setting, every setting divided by the
 two-thread figure of (a), the fastest setting's CPU-bound ceiling divided by that figure too,
 and whether the issue's targets were met.
@@ -82,7 +89,7 @@ from imagebatch.worker.settings import WorkerSettings  # noqa: E402
 from imagebatch.worker.timeline import PHASES  # noqa: E402
 from imagebatch.worker.transform import render  # noqa: E402
 from tests.support.photos import photos  # noqa: E402
-from tests.support.worker_process import WorkerProcess  # noqa: E402
+from tests.support.worker_process import WorkerProcess, settings_env  # noqa: E402
 
 SIZE = (1024, 768)
 CONTRACT_DEFAULTS = {"concurrency": 8, "prefetch": 16}
@@ -92,7 +99,9 @@ that came out fastest side by side; which of them wins changes from run to run (
 in the README, not here)."""
 SPEC = Thumbnail(width=256, height=256, format="jpeg", quality=85)
 STORES = ("file", "s3")
+S3_CLIENTS = ("obstore", "aiobotocore", "aiobotocore_when_required")
 BUCKET = "bench"
+AIOBOTOCORE_WORKER = REPO / "bench" / "worker_aiobotocore.py"
 
 
 def ours(data: bytes) -> bytes:
@@ -302,6 +311,69 @@ async def worker_figures(metrics_port: int) -> dict[str, Any]:
     }
 
 
+class AiobotocoreWorker(WorkerProcess):
+    """The same worker with aiobotocore as its object client (bench/worker_aiobotocore.py)."""
+
+    def __init__(self, settings: WorkerSettings, log: Path, client: str) -> None:
+        super().__init__(settings, log)
+        self.checksum = "when_required" if client.endswith("_when_required") else "when_supported"
+
+    async def start(self) -> WorkerProcess:
+        env = {
+            **os.environ,
+            **settings_env(self.settings),
+            "PYTHONUNBUFFERED": "1",
+            "BENCH_AIOBOTOCORE_CHECKSUM": self.checksum,
+        }
+        with self.log.open("ab") as output:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(AIOBOTOCORE_WORKER),
+                env=env,
+                cwd=self.log.parent,
+                stdout=output,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        return self
+
+
+def start_worker(settings: WorkerSettings, log: Path, client: str) -> WorkerProcess:
+    if client == "obstore":
+        return WorkerProcess(settings, log)
+    return AiobotocoreWorker(settings, log, client)
+
+
+def variant(store: str, client: str) -> str:
+    """What a run is called after its store and client: `file`, `s3` (obstore, as shipped),
+    `s3-aiobotocore`."""
+    if store == "file":
+        return "file"
+    return "s3" if client == "obstore" else f"s3-{client}"
+
+
+async def recorded_outputs(conn: asyncpg.Connection) -> list[str]:
+    """Every output path the completed rows record."""
+    rows = await conn.fetch(
+        "SELECT o->>'path' AS path FROM jobs, jsonb_array_elements(outputs) AS o"
+        " WHERE status = 'completed'"
+    )
+    return [str(row["path"]) for row in rows]
+
+
+def bucket_check(s3: S3Server, recorded: list[str]) -> dict[str, Any]:
+    """Whether the bucket holds exactly the thumbnails the rows record, with their type."""
+    keys = s3.object_keys(BUCKET)
+    expected = {path.removeprefix(f"s3://{BUCKET}/") for path in recorded}
+    sample = s3.request("HEAD", f"/{BUCKET}/{keys[0]}") if keys else None
+    return {
+        "objects_in_bucket": len(keys),
+        "outputs_recorded": len(recorded),
+        "every_recorded_output_in_bucket": expected <= set(keys),
+        "bucket_holds_only_recorded_outputs": set(keys) <= expected,
+        "content_type_of_first_object": sample.headers.get("Content-Type") if sample else None,
+    }
+
+
 async def _completed(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM jobs WHERE status='completed'"))
 
@@ -331,7 +403,11 @@ def server_roots(
 
 
 async def end_to_end(
-    count: int, workdir: Path, overrides: dict[str, Any], store: str = "file"
+    count: int,
+    workdir: Path,
+    overrides: dict[str, Any],
+    store: str = "file",
+    client: str = "obstore",
 ) -> dict[str, Any]:
     with contextlib.ExitStack() as servers:
         postgres = servers.enter_context(PostgresServer())
@@ -371,7 +447,7 @@ async def end_to_end(
                     **overrides,
                 }
             )
-            worker = WorkerProcess(settings, workdir / "worker.log")
+            worker = start_worker(settings, workdir / "worker.log", client)
             began = time.perf_counter()
             await worker.start()
             conn: asyncpg.Connection = await asyncpg.connect(database_url)
@@ -393,17 +469,22 @@ async def end_to_end(
                 span = await conn.fetchval(
                     "SELECT extract(epoch FROM max(completed_at) - min(started_at)) FROM jobs"
                 )
+                recorded = await recorded_outputs(conn)
             finally:
                 await conn.close()
             cpu, loop_cpu = process_cpu_seconds(worker)
             figures = await worker_figures(worker.settings.metrics_port)
             worker.signal(__import__("signal").SIGTERM)
             code = await worker.wait()
-            objects = len(s3.object_keys(BUCKET)) if s3 is not None else None
+            bucket = bucket_check(s3, recorded) if s3 is not None else {}
+            if s3 is not None:
+                said = f"object client: {client}" in worker.log.read_text(errors="replace")
+                bucket["worker_said_which_client"] = said or client == "obstore"
     return {
         "images": count,
         "store": store,
-        **({"objects_in_bucket": objects} if objects is not None else {}),
+        **({"s3_client": client} if s3 is not None else {}),
+        **bucket,
         "worker_settings": {
             "concurrency": settings.concurrency,
             "prefetch": settings.prefetch,
@@ -423,7 +504,8 @@ async def end_to_end(
 
 
 def setting_name(setting: dict[str, Any], store: str = "file") -> str:
-    """`8/16` for a folder (as before there was a choice), `8/16 s3` for a bucket."""
+    """`8/16` for a folder (as before there was a choice), `8/16 s3` for a bucket, `8/16
+    s3-aiobotocore` for a bucket written through aiobotocore."""
     name = f"{setting['concurrency']}/{setting['prefetch']}"
     return name if store == "file" else f"{name} {store}"
 
@@ -476,22 +558,23 @@ def median(values: list[float]) -> float:
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def cpu(each: list[dict[str, Any]]) -> dict[str, float]:
+    """CPU ms per image of every process group (worker, servers), medians of the runs."""
+    groups = sorted({g for run in each for g in run["cpu_while_running"]["ms_per_image"]})
+    return {
+        group: round(
+            median([r["cpu_while_running"]["ms_per_image"].get(group, 0.0) for r in each]), 3
+        )
+        for group in groups
+    }
+
+
 def object_storage(
     runs: dict[str, list[dict[str, Any]]], settings: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Per setting, the bucket against the folder in the same invocation: images/s (medians of
     the runs, and the ratio round by round, the two runs of a round being neighbours in time),
     the worker's CPU per image and what each image cost every server, medians of the runs."""
-
-    def cpu(each: list[dict[str, Any]]) -> dict[str, float]:
-        groups = sorted({g for run in each for g in run["cpu_while_running"]["ms_per_image"]})
-        return {
-            group: round(
-                median([r["cpu_while_running"]["ms_per_image"].get(group, 0.0) for r in each]), 3
-            )
-            for group in groups
-        }
-
     result: dict[str, Any] = {}
     for setting in settings:
         files, objects = runs[setting_name(setting)], runs[setting_name(setting, "s3")]
@@ -521,6 +604,71 @@ def object_storage(
     return result
 
 
+def s3_clients(
+    runs: dict[str, list[dict[str, Any]]], settings: list[dict[str, Any]], clients: list[str]
+) -> dict[str, Any]:
+    """Per setting, the worker writing to the bucket through each client in the same
+    invocation: images/s (medians, and every run), the worker's and versitygw's CPU per image,
+    each other client's figures divided by obstore's (the worker as shipped), and whether every
+    run left exactly the recorded thumbnails in the bucket."""
+    result: dict[str, Any] = {}
+    for setting in settings:
+        each = {client: runs[setting_name(setting, variant("s3", client))] for client in clients}
+        rates = {c: median([float(r["images_per_second"]) for r in rs]) for c, rs in each.items()}
+        worker = {c: cpu(rs)["worker"] for c, rs in each.items()}
+        loop = {c: cpu(rs).get("worker_event_loop_thread", 0.0) for c, rs in each.items()}
+        server = {c: cpu(rs).get("s3_server", 0.0) for c, rs in each.items()}
+        figures: dict[str, Any] = {
+            "images_per_second": {c: round(rate, 1) for c, rate in rates.items()},
+            "images_per_second_every_run": {
+                c: [r["images_per_second"] for r in rs] for c, rs in each.items()
+            },
+            # From the first claim to the last completion, start-up excluded.
+            "worker_cpu_ms_per_image": worker,
+            "worker_event_loop_thread_cpu_ms_per_image": loop,
+            "s3_server_cpu_ms_per_image": server,
+            "cpu_ms_per_image_by_process": {c: cpu(rs) for c, rs in each.items()},
+            "mean_write_seconds_own_time": {
+                c: median([r["mean_stage_seconds_own_time"]["write"] for r in rs])
+                for c, rs in each.items()
+            },
+            "every_run_left_exactly_the_recorded_outputs": {
+                c: all(
+                    r["every_recorded_output_in_bucket"]
+                    and r["bucket_holds_only_recorded_outputs"]
+                    and r["outputs_recorded"] == r["images"]
+                    for r in rs
+                )
+                for c, rs in each.items()
+            },
+            "worker_said_which_client": {
+                c: all(r["worker_said_which_client"] for r in rs) for c, rs in each.items()
+            },
+            "content_types": {
+                c: sorted({str(r["content_type_of_first_object"]) for r in rs})
+                for c, rs in each.items()
+            },
+        }
+        if "obstore" in each:
+            base = each["obstore"]
+            for client, other in each.items():
+                if client == "obstore":
+                    continue
+                figures[f"{client}_divided_by_obstore"] = {
+                    "images_per_second": round(rates[client] / rates["obstore"], 3),
+                    "images_per_second_round_by_round": [
+                        round(float(o["images_per_second"]) / float(b["images_per_second"]), 3)
+                        for b, o in zip(base, other, strict=True)
+                    ],
+                    "worker_cpu_per_image": round(worker[client] / worker["obstore"], 3),
+                    "s3_server_cpu_per_image": round(server[client] / server["obstore"], 3)
+                    if server["obstore"]
+                    else None,
+                }
+        result[setting_name(setting)] = figures
+    return result
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
@@ -541,25 +689,36 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if "c" in args.stages:
         report["c_download_stage"] = await download_stage(args.downloads)
     stores = args.store or ["file"]
+    clients = list(dict.fromkeys(args.s3_client)) or ["obstore"]
+    variants = [
+        (store, client)
+        for store in stores
+        for client in (clients if store == "s3" else ["obstore"])
+    ]
     if "b" in args.stages:
         runs: dict[str, list[dict[str, Any]]] = {
-            setting_name(s, store): [] for s in settings for store in stores
+            setting_name(s, variant(*v)): [] for s in settings for v in variants
         }
         for round_ in range(args.runs):  # the settings take turns, so they see the same machine
             for setting in settings:
-                # The stores take turns too, first one then the other going first.
-                for store in stores if round_ % 2 == 0 else stores[::-1]:
+                # The stores and clients take turns too; which goes first rotates by round.
+                shift = round_ % len(variants)
+                for store, client in variants[shift:] + variants[:shift]:
                     with tempfile.TemporaryDirectory(prefix="imagebatch-bench-") as tmp:
-                        run = await end_to_end(args.images, Path(tmp), {**setting, **extra}, store)
-                    runs[setting_name(setting, store)].append(run)
+                        run = await end_to_end(
+                            args.images, Path(tmp), {**setting, **extra}, store, client
+                        )
+                    runs[setting_name(setting, variant(store, client))].append(run)
         report["b_end_to_end"] = {}
         report["b_images_per_second_every_run"] = {}
         for name, each in runs.items():
             ranked = sorted(each, key=lambda run: float(run["images_per_second"]))
             report["b_end_to_end"][name] = ranked[len(ranked) // 2]  # the median run
             report["b_images_per_second_every_run"][name] = [r["images_per_second"] for r in each]
-        if set(STORES) <= set(stores):
+        if set(STORES) <= set(stores) and "obstore" in clients:
             report["b_object_storage"] = object_storage(runs, settings)
+        if "s3" in stores and len(clients) > 1:
+            report["b_s3_clients"] = s3_clients(runs, settings, clients)
         report["comparison"] = compare(report, settings)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return report
@@ -597,6 +756,15 @@ def main() -> int:
         choices=STORES,
         help="where (b)'s thumbnails go: a folder (file, the default) or a bucket on a local S3 "
         "server (s3); both given: they take turns and b_object_storage compares them",
+    )
+    parser.add_argument(
+        "--s3-client",
+        action="append",
+        default=[],
+        choices=S3_CLIENTS,
+        help="the worker's object client for --store s3: obstore (as shipped, the default) or "
+        "aiobotocore (bench/worker_aiobotocore.py; _when_required: no CRC32 per PUT); several "
+        "given: they take turns and b_s3_clients compares them",
     )
     parser.add_argument("--output", type=Path, default=REPO / ".cache" / "bench" / "worker.json")
     args = parser.parse_args()
