@@ -58,7 +58,7 @@ class Outputs(Protocol):
         ...
 
 
-def _describe_image(data_or_path: bytes | str, size: int) -> tuple[int, int, str]:
+def _describe_image(data_or_path: bytes | str) -> tuple[int, int, str]:
     source = io.BytesIO(data_or_path) if isinstance(data_or_path, bytes) else data_or_path
     with Image.open(source) as image:
         fmt = str(image.format)
@@ -86,7 +86,7 @@ class FileOutputs:
         for item in planned:
             path = self.storage.path(item.relative)
             size = path.stat().st_size
-            width, height, fmt = _describe_image(str(path), size)
+            width, height, fmt = _describe_image(str(path))
             records.append(OutputRecord(str(item.relative), width, height, size, fmt))
         return records
 
@@ -118,9 +118,7 @@ class ObjectOutputs:
             data = await self.store.read(str(item.relative), MAX_THUMBNAIL_BYTES)
             if data is None:
                 return None
-            width, height, fmt = await loop.run_in_executor(
-                self.io_executor, _describe_image, data, len(data)
-            )
+            width, height, fmt = await loop.run_in_executor(self.io_executor, _describe_image, data)
             records.append(
                 OutputRecord(self.describe(item.relative), width, height, len(data), fmt)
             )

@@ -27,6 +27,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from stat import S_ISREG
 from typing import Protocol
 
 import obstore
@@ -193,7 +194,7 @@ class FileStore:
             return None
         except OSError as exc:
             raise self._down(exc) from exc
-        return stat.st_size if path.is_file() else None
+        return stat.st_size if S_ISREG(stat.st_mode) else None
 
     async def delete(self, key: str) -> None:
         try:
