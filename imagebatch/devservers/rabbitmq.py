@@ -1,4 +1,5 @@
-"""A throwaway RabbitMQ node from Debian's `rabbitmq-server`, with the management plugin.
+"""A throwaway RabbitMQ node from Debian's `rabbitmq-server`, with the management plugin and
+the `rabbitmq_prometheus` plugin (`/metrics/per-object` on `prometheus_port`).
 
 Each node has its own name, AMQP/distribution/management ports and data folder, so several can run
 beside each other and beside a system broker. As root, the node runs as the `rabbitmq` user (as the
@@ -64,6 +65,7 @@ class RabbitMQServer(ThrowawayServer):
     port: int = field(default_factory=free_port)
     dist_port: int = field(default_factory=free_port)
     management_port: int = field(default_factory=free_port)
+    prometheus_port: int = field(default_factory=free_port)
     startup_seconds: float = 0.0
 
     def __post_init__(self) -> None:
@@ -84,6 +86,10 @@ class RabbitMQServer(ThrowawayServer):
     def management_url(self) -> str:
         return f"http://127.0.0.1:{self.management_port}"
 
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
     def _write_config(self) -> dict[str, str]:
         for sub in ("mnesia", "log"):
             (self.base / sub).mkdir(exist_ok=True)
@@ -94,6 +100,8 @@ class RabbitMQServer(ThrowawayServer):
                     "loopback_users = none",
                     f"management.tcp.port = {self.management_port}",
                     "management.tcp.ip = 127.0.0.1",
+                    f"prometheus.tcp.port = {self.prometheus_port}",
+                    "prometheus.tcp.ip = 127.0.0.1",
                     "disk_free_limit.absolute = 50MB",
                     "log.console = true",
                     "log.console.level = warning",
@@ -102,7 +110,7 @@ class RabbitMQServer(ThrowawayServer):
                 ]
             )
         )
-        plugins = "[rabbitmq_management]." if self.management else "[]."
+        plugins = "[rabbitmq_management,rabbitmq_prometheus]." if self.management else "[]."
         (self.base / "enabled_plugins").write_text(plugins + "\n")
         if os.geteuid() == 0:
             entry = pwd.getpwnam(SERVER_USER)

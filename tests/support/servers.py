@@ -44,7 +44,12 @@ def rabbitmq() -> Iterator[ServerHandle]:
     if external:
         host = urllib.parse.urlsplit(external).hostname or "localhost"
         management = os.environ.get("RABBIT_MANAGEMENT_URL", f"http://{host}:15672")
-        yield ServerHandle(url=external, started_here=False, extra={"management_url": management})
+        prometheus = os.environ.get("RABBIT_PROMETHEUS_URL", f"http://{host}:15692")
+        yield ServerHandle(
+            url=external,
+            started_here=False,
+            extra={"management_url": management, "prometheus_url": prometheus},
+        )
         return
     from imagebatch.devservers.rabbitmq import RabbitMQServer
 
@@ -54,7 +59,10 @@ def rabbitmq() -> Iterator[ServerHandle]:
         yield ServerHandle(
             url=server.url,
             started_here=True,
-            extra={"management_url": server.management_url},
+            extra={
+                "management_url": server.management_url,
+                "prometheus_url": server.prometheus_url,
+            },
         )
 
 
