@@ -46,7 +46,7 @@ lint: venv ## ruff, mypy (strict) and the import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python hack/package_tree.py $(PKGTREE)
-	$(BIN)/mypy $(PKGTREE)/imagebatch tests hack $(wildcard bench/*.py)
+	$(BIN)/mypy $(PKGTREE)/imagebatch tests hack $(wildcard bench/*.py bench/*/*.py)
 	cd $(PKGTREE) && PYTHONPATH=. $(CURDIR)/$(BIN)/python $(CURDIR)/hack/lint_imports.py --config $(CURDIR)/pyproject.toml --no-cache
 
 format: venv ## apply ruff's fixes and formatting

@@ -11,10 +11,15 @@ Within the worker, the event loop's thread (the process's first thread) runs the
 message — broker, database and HTTP protocols, the pipeline's own bookkeeping — and holds the GIL
 while it does; the thumbnail and write threads spend most of their time in C without it. So
 `event_loop_busy_fraction` near 1 says that one thread, not the cores, sets the pace.
+
+This is the benchmarks' one home for reading /proc: a process tree's CPU, one thread's CPU, and a
+process's resident memory (sampled, and its peak reset).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +73,84 @@ def process_stat(stat: str) -> tuple[str, float]:
     return head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def _stat_fields(stat: str) -> list[str]:
+    """The fields after the command of a /proc stat line (field 3 of proc(5) is index 0)."""
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent = int(_stat_fields((entry / "stat").read_text())[1])
+                tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of `root` and every live descendant, with what their reaped children
+    used (cutime/cstime): a whole server's CPU so far."""
+    tree, todo, ticks = _children(), [root], 0
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = _stat_fields(Path(f"/proc/{pid}/stat").read_text())
+            ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))
+        todo += tree.get(pid, [])
+    return ticks / CLOCK_TICKS
+
+
+def thread_cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU of one thread (by default the process's first, which runs an asyncio
+    service's event loop)."""
+    return process_stat(Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text())[1]
+
+
+def vm_kib(pid: int, key: str) -> int:
+    """One memory figure of /proc/<pid>/status in KiB, e.g. `VmRSS` or `VmHWM` (its peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (proc(5): `echo 5 > clear_refs`); False where refused."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class RssSampler:
+    """VmRSS of `pid` every `interval` seconds while in `with`; `peak_kib` the highest seen
+    (VmHWM alone misses nothing, but cannot be reset where clear_refs is refused)."""
+
+    pid: int
+    interval: float = 0.2
+    peak_kib: int = 0
+    samples: int = 0
+    _task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(OSError, KeyError):
+                self.peak_kib = max(self.peak_kib, vm_kib(self.pid, "VmRSS"))
+                self.samples += 1
+            await asyncio.sleep(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 def _machine_seconds() -> tuple[float, float]:
     """(busy, idle) CPU seconds of all cores since boot; iowait counts as idle."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -105,7 +188,7 @@ class CpuSnapshot:
             except (OSError, IndexError, ValueError):
                 continue  # gone meanwhile
             pid = int(entry.name)
-            parents[pid] = int(text.rsplit(")", 1)[1].split()[1])
+            parents[pid] = int(_stat_fields(text)[1])
             found.append((pid, comm, seconds))
         for pid, comm, seconds in found:
             group = _group(
@@ -114,8 +197,7 @@ class CpuSnapshot:
             groups[group] = groups.get(group, 0.0) + seconds
         busy, idle = _machine_seconds()
         try:
-            stat = Path(f"/proc/{worker_pid}/task/{worker_pid}/stat").read_text()
-            event_loop = process_stat(stat)[1]
+            event_loop = thread_cpu_seconds(worker_pid)
         except (OSError, IndexError, ValueError):
             event_loop = 0.0
         return cls(groups, busy, idle, event_loop)
