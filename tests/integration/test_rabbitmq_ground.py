@@ -7,6 +7,7 @@ import json
 import urllib.request
 
 import aio_pika
+import httpx
 import pytest
 
 from imagebatch.core.broker import connect, producer_channel, publish_job
@@ -84,3 +85,18 @@ def test_the_management_api_answers(rabbitmq_server: ServerHandle) -> None:
     with urllib.request.urlopen(request, timeout=5) as response:
         overview = json.load(response)
     assert overview["rabbitmq_version"].startswith("3.")
+
+
+async def test_the_prometheus_endpoint_shows_each_queue_by_name(
+    messaging: CommonSettings, rabbitmq_server: ServerHandle
+) -> None:
+    """What the alerting rules and the dashboard's queue panels read (rabbitmq_prometheus)."""
+    connection = await connect(messaging.rabbit_url)
+    async with connection:
+        await declare_topology(await connection.channel(), messaging)
+        url = f"{rabbitmq_server.extra['prometheus_url']}/metrics/per-object"
+        async with httpx.AsyncClient(timeout=10) as client:
+            text = (await client.get(url)).raise_for_status().text
+    for name in ("messages", "messages_ready", "messages_unacked", "consumers"):
+        labels = f'rabbitmq_queue_{name}{{vhost="/",queue="{messaging.queue}"}}'
+        assert labels in text, f"no {labels} at /metrics/per-object"
