@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the server packages the tests start as local processes (PostgreSQL, RabbitMQ), the
-# browser the page test drives and Prometheus' promtool (the alerting rules' unit tests), when
-# they are missing. Needs root (or passwordless sudo) only when something is missing; prints what
+# browser the page test drives and Prometheus with its promtool (the alerting rules' unit tests,
+# the dashboard checked against a real Prometheus), when they are missing. Needs root (or passwordless sudo) only when something is missing; prints what
 # it would need otherwise.
 set -euo pipefail
 
@@ -31,7 +31,7 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian starts the packaged services on install where it can; the tests run their own nodes
-# (and use only Prometheus' promtool).
+# (Prometheus included).
 for service in rabbitmq-server postgresql prometheus; do
   $sudo service "$service" stop >/dev/null 2>&1 || true
 done
