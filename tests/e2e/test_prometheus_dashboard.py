@@ -11,6 +11,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -22,6 +23,9 @@ from tests.support.image_server import ImageServer
 from tests.support.monitoring import RULES, dashboard_queries, rule_groups
 from tests.support.operator import Batches, eventually
 from tests.support.servers import ServerHandle
+
+if TYPE_CHECKING:
+    from imagebatch.devservers.supervisor import WorkerSupervisor
 
 JOBS = [
     ScrapeJob("operator"),
@@ -46,7 +50,7 @@ def address(url: str) -> str:
 
 async def test_every_dashboard_panel_and_alert_rule_reads_real_series_while_a_batch_runs(
     operator: OperatorProcess,
-    supervisor: object,
+    supervisor: WorkerSupervisor,
     batches: Batches,
     image_server: ImageServer,
     messaging: CommonSettings,
@@ -73,7 +77,7 @@ async def test_every_dashboard_panel_and_alert_rule_reads_real_series_while_a_ba
 
         def workers_scraped() -> None:
             """The batch's running workers, labelled as the batch-workers PodMonitor does."""
-            live = supervisor.workers(namespace, "watched-worker")  # type: ignore[attr-defined]
+            live = supervisor.workers(namespace, "watched-worker")
             server.targets(
                 "worker",
                 {
@@ -98,34 +102,23 @@ async def test_every_dashboard_panel_and_alert_rule_reads_real_series_while_a_ba
         panels_seconds = time.monotonic() - began
         up = await asyncio.to_thread(server.query, "up == 1")
 
-        async def rules() -> list[dict[str, object]]:
-            groups: list[dict[str, object]] = (await asyncio.to_thread(server.api, "rules"))[
-                "groups"
-            ]
+        async def rules() -> list[dict[str, Any]]:
+            groups: list[dict[str, Any]] = (await asyncio.to_thread(server.api, "rules"))["groups"]
             return groups
 
+        def all_healthy(groups: list[dict[str, Any]]) -> bool:
+            return bool(groups) and all(
+                rule["health"] == "ok" for group in groups for rule in group["rules"]
+            )
+
         loaded = await eventually(
-            rules,
-            lambda groups: (
-                all(
-                    rule["health"] == "ok"
-                    for group in groups
-                    for rule in group["rules"]  # type: ignore[attr-defined]
-                )
-                and bool(groups)
-            ),
-            within=30,
-            what="every rule evaluated without error",
+            rules, all_healthy, within=30, what="every rule evaluated without error"
         )
         status = await batches.status("watched")
 
     assert {series["metric"]["job"] for series in up} == {job.name for job in JOBS}
     assert {group["name"] for group in loaded} == {group["name"] for group in rule_groups()}
     shipped = {rule.get("alert") or rule["record"] for g in rule_groups() for rule in g["rules"]}
-    assert {
-        rule["name"]
-        for group in loaded
-        for rule in group["rules"]  # type: ignore[attr-defined]
-    } == shipped
+    assert {rule["name"] for group in loaded for rule in group["rules"]} == shipped
     assert status["phase"] in ("Publishing", "Running"), "the series were read while it ran"
     print(f"every panel had a series {panels_seconds:.1f}s after Prometheus started")
