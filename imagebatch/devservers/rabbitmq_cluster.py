@@ -46,7 +46,7 @@ class RabbitMQCluster(ThrowawayServer):
         for index, (letter, name, port) in enumerate(
             zip(LETTERS[: self.size], names, ports, strict=True)
         ):
-            seed = () if index == 0 else (names[0],)
+            seed = [] if index == 0 else [f"cluster_formation.classic_config.nodes.1 = {names[0]}"]
             self.nodes[letter] = RabbitMQServer(
                 management=self.management,
                 port=port,
@@ -54,7 +54,7 @@ class RabbitMQCluster(ThrowawayServer):
                 erlang_cookie=self.cookie,
                 extra_config=(
                     "cluster_formation.peer_discovery_backend = classic_config",
-                    *(f"cluster_formation.classic_config.nodes.{i} = {n}" for i, n in enumerate(seed, 1)),
+                    *seed,
                 ),
             )
 
