@@ -4,7 +4,8 @@ three nodes) go on, and the batch completes with nothing lost, every image compl
 and no thumbnail written twice. The node is started again and a second batch runs.
 
 The batch's 2,000 messages are published by the test the way every producer publishes (persistent,
-confirmed, one per job) to a work queue of its own; no Kubernetes is involved.
+mandatory, confirmed, one per job, the confirms awaited together) to a work queue of its own; no
+Kubernetes is involved.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import aio_pika
+import aiohttp
 import pytest
 
+from imagebatch.core.broker import connect, producer_channel
 from imagebatch.core.settings import CommonSettings
+from imagebatch.core.topology import declare_topology
 from imagebatch.devservers.rabbitmq_cluster import RabbitMQCluster
 from imagebatch.worker.settings import WorkerSettings
 from tests.support.image_server import ImageServer
@@ -27,7 +32,6 @@ from tests.support.worker_fixtures import (
     files_under,
     job_body,
     job_rows,
-    publish,
     queue_depth,
     wait_for,
     worker_settings,
@@ -45,6 +49,30 @@ SECOND_BATCH = 200
 WORKERS = 2
 KILL_AFTER = 400
 """Completed images before the leader is killed: well into the batch, far from its end."""
+
+
+async def publish_pipelined(settings: CommonSettings, bodies: list[bytes], ids: list[str]) -> None:
+    """Publish as producers do (persistent, mandatory, confirmed), the confirms awaited together
+    as the operator's publisher awaits a chunk's."""
+    connection = await connect(settings.rabbit_url)
+    async with connection:
+        channel = await producer_channel(connection)
+        topology = await declare_topology(channel, settings)
+        await asyncio.gather(
+            *(
+                topology.exchange.publish(
+                    aio_pika.Message(
+                        body,
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        message_id=job_id,
+                    ),
+                    routing_key=settings.routing_key,
+                    mandatory=True,
+                )
+                for body, job_id in zip(bodies, ids, strict=True)
+            )
+        )
 
 
 def snapshot(root: Path) -> dict[Path, tuple[int, int]]:
@@ -83,7 +111,7 @@ async def test_the_queue_leader_killed_mid_batch_loses_nothing_and_duplicates_no
                 job_body(source.url(f"/photo/{i}.jpg"), job_id, output=prefix)
                 for i, job_id in enumerate(ids)
             ]
-            await publish(settings, bodies, message_ids=ids)
+            await publish_pipelined(settings, bodies, ids)
             return time.monotonic() - began
 
         published_in = await publish_batch(first, "first")
@@ -115,6 +143,7 @@ async def test_the_queue_leader_killed_mid_batch_loses_nothing_and_duplicates_no
         await publish_batch(second, "second")
         await wait_for(lambda: completed(BATCH + SECOND_BATCH), within=120, interval=0.5)
 
+        duplicates = sum([await duplicate_deliveries(worker) for worker in workers])
         for worker in workers:
             worker.signal(signal.SIGTERM)
         exits = [await worker.wait() for worker in workers]
@@ -124,7 +153,8 @@ async def test_the_queue_leader_killed_mid_batch_loses_nothing_and_duplicates_no
     print(
         f"\n{BATCH} images published in {published_in:.1f}s; leader {leader} SIGKILLed at "
         f"{done_at_kill} completed; new leader {new_leader}; the batch finished "
-        f"{finished_in:.1f}s after the kill; jobs with more than one attempt: {redelivered}; "
+        f"{finished_in:.1f}s after the kill; deliveries of jobs already completed (acked without "
+        f"work): {duplicates}; jobs with more than one attempt: {redelivered}; "
         f"node restarted in {restart_seconds:.1f}s; second batch of {SECOND_BATCH} completed"
     )
     assert done_at_kill < BATCH, "the kill really was mid-batch"
@@ -139,6 +169,18 @@ async def test_the_queue_leader_killed_mid_batch_loses_nothing_and_duplicates_no
     assert rewritten == [], "no thumbnail written at the kill was written again"
     assert await queue_depth(settings, settings.queue) == 0
     assert await queue_depth(settings, settings.dlq) == 0
+
+
+async def duplicate_deliveries(worker: WorkerProcess) -> int:
+    """The worker's count of deliveries of jobs already completed (`worker_tasks_duplicate`)."""
+    url = f"http://127.0.0.1:{worker.settings.metrics_port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("worker_tasks_duplicate_total")
+    )
 
 
 async def _leader_once_elected(cluster: RabbitMQCluster, queue: str, dead: str) -> str:
