@@ -33,8 +33,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-# As `python bench/cluster.py` this folder would come first on sys.path (bench/operator.py would
-# shadow the stdlib's `operator`); the repo is appended so that `bench` and `tests` import.
+# As `python bench/cluster.py` this folder would come first on sys.path, where a benchmark named
+# like a stdlib module (an `operator.py`) would shadow it: drop the folder, and append the repo so
+# that `bench` and `tests` import.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
