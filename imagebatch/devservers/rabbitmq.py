@@ -67,10 +67,16 @@ class RabbitMQServer(ThrowawayServer):
     management_port: int = field(default_factory=free_port)
     prometheus_port: int = field(default_factory=free_port)
     startup_seconds: float = 0.0
+    node_name: str = ""
+    """The Erlang node name; `imagebatch<port>@localhost` unless a cluster names its nodes."""
+    extra_config: tuple[str, ...] = ()
+    """More `rabbitmq.conf` lines (a cluster node's peer discovery)."""
+    erlang_cookie: str = ""
+    """The cookie the nodes of one cluster share; empty: the server user's own."""
 
     def __post_init__(self) -> None:
         self.base = Path(tempfile.mkdtemp(prefix="imagebatch-rabbit-"))
-        self.node = f"imagebatch{self.port}@localhost"
+        self.node = self.node_name or f"imagebatch{self.port}@localhost"
         self.log = self.base / "rabbitmq.log"
         self._process: subprocess.Popen[bytes] | None = None
         server = RABBITMQ_LIBEXEC / "rabbitmq-server"
@@ -106,6 +112,7 @@ class RabbitMQServer(ThrowawayServer):
                     "log.console = true",
                     "log.console.level = warning",
                     "log.file = false",
+                    *self.extra_config,
                     "",
                 ]
             )
@@ -116,7 +123,9 @@ class RabbitMQServer(ThrowawayServer):
             entry = pwd.getpwnam(SERVER_USER)
             for path in [self.base, *self.base.rglob("*")]:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
+        cookie = {"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-setcookie {self.erlang_cookie}"}
         return {
+            **(cookie if self.erlang_cookie else {}),
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from imagebatch.devservers.rabbitmq import RabbitMQServer
+from imagebatch.devservers.rabbitmq_cluster import RabbitMQCluster
+from tests.support.servers import STARTUP_SECONDS
 
 
 @pytest.fixture(scope="module")
@@ -19,3 +21,12 @@ def own_broker() -> Iterator[RabbitMQServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster() -> Iterator[RabbitMQCluster]:
+    """A 3-node RabbitMQ cluster the chaos tests share; a test that kills a node starts it
+    again before it ends, so each test finds all three running."""
+    with RabbitMQCluster() as cluster:
+        STARTUP_SECONDS["rabbitmq-cluster"] = cluster.startup_seconds
+        yield cluster
