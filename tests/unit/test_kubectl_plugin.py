@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from imagebatch.kubectl.api_client import ImageBatchApi
-from imagebatch.kubectl.commands import failures
+from imagebatch.kubectl.commands import failures, watch
 from imagebatch.kubectl.errors import PluginError
 
 FAILED = [
@@ -93,3 +93,35 @@ def test_the_manifest_s_lines_are_passed_through() -> None:
     api = ImageBatchApi("http://api.test", None, "ns", transport=transport)
 
     assert list(api.manifest_lines("photos")) == lines
+
+
+class Progressing:
+    """A batch whose status moves on at each look."""
+
+    namespace = "ns"
+
+    def __init__(self, *statuses: dict[str, Any]) -> None:
+        self.statuses = list(statuses)
+
+    def get(self, name: str) -> dict[str, Any]:
+        return {"status": self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]}
+
+    def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("watch changes nothing")
+
+
+def test_watch_on_a_terminal_redraws_one_line_and_ends_it() -> None:
+    batch = Progressing(
+        {"phase": "Running", "total": 4, "succeeded": 1},
+        {"phase": "Running", "total": 4, "succeeded": 3},
+        {"phase": "Succeeded", "total": 4, "succeeded": 4},
+    )
+    ticks = iter([10.0, 12.0, 13.0])
+    out = io.StringIO()
+
+    code = watch(batch, "photos", out, live=True, clock=lambda: next(ticks), sleep=lambda _: None)
+
+    assert code == 0
+    redraws = out.getvalue().split("\r")[1:]
+    assert [r.split("] ")[1].split(" (")[0] for r in redraws] == ["1/4", "3/4", "4/4"]
+    assert redraws[-1].endswith("1.0 images/s  Succeeded\x1b[K\n")
