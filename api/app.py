@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from imagebatch.api import (
+    routes_batch_retry,
     routes_batches,
     routes_images,
     routes_ops,
@@ -178,6 +179,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(routes_uploads.router)
     app.include_router(routes_images.router)
     app.include_router(routes_batches.router)
+    app.include_router(routes_batch_retry.router)
     app.include_router(routes_page.router)
     app.mount("/static", routes_page.static_files(), name="static")
 

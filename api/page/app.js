@@ -148,7 +148,27 @@ function renderRecent(data) {
 
 // ---- batches ----------------------------------------------------------------------------------
 
-function renderBatches(batches) {
+const retryNotes = new Map(); // batch name -> what its last "Retry failed" click got
+let lastBatches = [];
+
+// POST batches/{name}/retry: the operator sends the batch's failed items back to work.
+async function retryFailed(name, namespace, button) {
+  button.disabled = true;
+  retryNotes.set(name, { text: "Asking for a retry…", error: false });
+  renderBatches(lastBatches, namespace);
+  const url = `batches/${encodeURIComponent(name)}/retry?namespace=${encodeURIComponent(namespace)}`;
+  const response = await call(url, { method: "POST" });
+  retryNotes.set(
+    name,
+    response.status === 202
+      ? { text: `Retry requested (${(await response.json()).request}).`, error: false }
+      : { text: await problemText(response), error: true }
+  );
+  renderBatches(lastBatches, namespace);
+}
+
+function renderBatches(batches, namespace) {
+  lastBatches = batches;
   const list = $("batches");
   list.replaceChildren();
   for (const b of batches) {
@@ -173,6 +193,20 @@ function renderBatches(batches) {
         `${b.failed} failed · ${b.queued} queued · ${b.workers} worker(s)`
     );
     li.append(top, bar, numbers);
+    const note = retryNotes.get(b.name);
+    if (b.failed > 0 || note) {
+      const actions = el("div", "actions");
+      if (b.failed > 0) {
+        const button = el("button", "retry", "Retry failed");
+        button.type = "button";
+        button.title = `Send the ${b.failed} failed item(s) back to work`;
+        button.disabled = note !== undefined && note.text === "Asking for a retry…";
+        button.addEventListener("click", () => retryFailed(b.name, namespace, button));
+        actions.append(button);
+      }
+      if (note) actions.append(el("span", "retry-note" + (note.error ? " error" : ""), note.text));
+      li.append(actions);
+    }
     list.append(li);
   }
 }
@@ -191,12 +225,12 @@ async function refreshRecent() {
 async function refreshBatches() {
   const response = await call("batches", { cache: "no-store" });
   if (!response.ok) {
-    renderBatches([]);
+    renderBatches([], "");
     $("batches-note").textContent = await problemText(response);
     return;
   }
   const data = await response.json();
-  renderBatches(data.items);
+  renderBatches(data.items, data.namespace);
   $("batches-note").textContent = data.items.length
     ? `Namespace ${data.namespace}`
     : `No ImageBatch in namespace ${data.namespace}.`;

@@ -4,10 +4,12 @@ Starts throwaway PostgreSQL, RabbitMQ and a Kubernetes API server (the test mach
 sample photos on 127.0.0.1:8765, seeds `images`, creates the connections Secret, runs the
 operator, a supervisor that keeps as many local `imagebatch-worker` processes running as each
 batch's Deployment asks for (pods never start without nodes), the api and one worker for the
-api's own queue (what the page uploads or asks for); applies
-`examples/imagebatch.yaml`, shows its progress until it is done, prints where the thumbnails are
-and stops everything. With `KEEP=1` it keeps running until Ctrl-C. With `KEDA=1` KEDA's CRDs
-are installed and the real KEDA operator (`make keda`) runs beside it: the batch gets a
+api's own queue (what the page uploads or asks for); applies `examples/imagebatch.yaml`, shows
+its progress until it is done and prints where the thumbnails are; then applies
+`examples/imagebatch-postgres.yaml`, the 300 seeded rows, whose rate (images per second since the
+first completion, in the line `kubectl imagebatch watch` prints) shows the speed six images
+cannot; and stops everything. With `KEEP=1` it keeps running until Ctrl-C. With `KEDA=1` KEDA's
+CRDs are installed and the real KEDA operator (`make keda`) runs beside it: the batch gets a
 ScaledObject and KEDA, not the operator, scales its workers from 0 to 1 and back (1 → N needs
 KEDA's metrics adapter behind the API server, which a local control plane cannot route to).
 With `S3=1` the thumbnails (and the api's uploads) go to a bucket on a throwaway S3 server
@@ -15,7 +17,8 @@ With `S3=1` the thumbnails (and the api's uploads) go to a bucket on a throwaway
 AWS variables, the operator `WORKER_OUTPUT_URL=s3://imagebatch-demo/thumbnails`, and the end
 names the objects and how to list them.
 
-    python -m imagebatch.devservers.demo [--keep] [--keda] [--s3] [--example PATH] [--timeout S]
+    python -m imagebatch.devservers.demo [--keep] [--keda] [--s3] [--example PATH]
+        [--seeded PATH] [--timeout S]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 import asyncpg
 
 from imagebatch.core.db import migrate
+from imagebatch.core.progressbar import ProgressCounts, RateMeter, progress_line
 from imagebatch.devservers.keda import KedaOperator, keda_crds
 from imagebatch.devservers.kube import KubeControlPlane
 from imagebatch.devservers.operator_process import OperatorProcess
@@ -45,13 +49,18 @@ from imagebatch.devservers.postgres import PostgresServer
 from imagebatch.devservers.process import free_port, http_ok, spawn, stop_group, wait_until
 from imagebatch.devservers.rabbitmq import RabbitMQServer
 from imagebatch.devservers.s3 import S3Server
-from imagebatch.devservers.samples import DEFAULT_PORT, make_server
+from imagebatch.devservers.samples import DEFAULT_PORT, make_server, sample_jpeg
 from imagebatch.devservers.supervisor import WorkerSupervisor
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "default"
 SECRET = "imagebatch-connections"
 SEED_ROWS = 300
+SEED_PICTURES = 30
+"""Distinct sample names among the seeded rows. The sample server draws each name once (~0.1-0.2
+s of its own CPU), so 300 distinct names made the demo's origin the bottleneck and the rate
+measured it; the rows cycle through 30 pictures (drawn in the background at start) instead. Each
+row is still its own item with its own thumbnail."""
 BAR_WIDTH = 30
 SETTLE_SECONDS = 15.0
 """After the batch finished, how long to wait for its workers to be gone before the last line."""
@@ -77,11 +86,18 @@ def sample_server() -> Iterator[int]:
         ) from exc
     thread = threading.Thread(target=server.serve_forever, name="samples", daemon=True)
     thread.start()
+    threading.Thread(target=draw_seed_pictures, name="samples-warm-up", daemon=True).start()
     try:
         yield DEFAULT_PORT
     finally:
         server.shutdown()
         server.server_close()
+
+
+def draw_seed_pictures() -> None:
+    """Fill the sample server's cache with the seeded rows' pictures before anyone asks."""
+    for n in range(1, SEED_PICTURES + 1):
+        sample_jpeg(f"photo-{n}")
 
 
 async def seed(database_url: str, port: int) -> None:
@@ -92,9 +108,10 @@ async def seed(database_url: str, port: int) -> None:
         if not await conn.fetchval("SELECT count(*) FROM images"):
             await conn.execute(
                 "INSERT INTO images (url) SELECT 'http://127.0.0.1:' || $1 || '/samples/photo-'"
-                " || g || '.jpg' FROM generate_series(1, $2) AS g",
+                " || ((g - 1) % $3 + 1) || '.jpg' FROM generate_series(1, $2) AS g",
                 str(port),
                 SEED_ROWS,
+                SEED_PICTURES,
             )
     finally:
         await conn.close()
@@ -112,19 +129,6 @@ def kubectl(plane: KubeControlPlane, *args: str) -> str:
     return result.stdout
 
 
-def progress_line(status: dict[str, Any], began: float) -> str:
-    total = int(status.get("total") or 0)
-    done = int(status.get("succeeded") or 0) + int(status.get("failed") or 0)
-    filled = BAR_WIDTH * done // total if total else 0
-    rate = done / max(time.monotonic() - began, 1e-3)
-    return (
-        f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} "
-        f"({status.get('succeeded', 0)} ok, {status.get('failed', 0)} failed, "
-        f"{status.get('queued', 0)} queued, {status.get('workers', 0)} workers) "
-        f"{rate:.1f} images/s  {status.get('phase', 'Pending')}"
-    )
-
-
 def worker_replicas(plane: KubeControlPlane, name: str) -> int | None:
     """The batch's worker Deployment's `spec.replicas` (None before it exists)."""
     try:
@@ -136,10 +140,12 @@ def worker_replicas(plane: KubeControlPlane, name: str) -> int | None:
 
 async def follow(
     plane: KubeControlPlane, name: str, within: float, *, scaler: str
-) -> dict[str, Any]:
-    """Show the batch's progress, and each change of its workers' replica count made by
-    `scaler`, until it is finished; returns its last status."""
-    began, last_line, deadline = time.monotonic(), "", time.monotonic() + within
+) -> tuple[dict[str, Any], float | None]:
+    """Show the batch's progress (the line `kubectl imagebatch watch` prints, its rate counted
+    from the first completion), and each change of its workers' replica count made by
+    `scaler`, until it is finished; returns its last status and its rate (None when it was
+    too quick to measure)."""
+    meter, last_line, deadline = RateMeter(), "", time.monotonic() + within
     settle_until = deadline
     status: dict[str, Any] = {}
     replicas: int | None = None
@@ -148,7 +154,8 @@ async def follow(
             kubectl, plane, "get", "ib", name, "-n", NAMESPACE, "-o", "json"
         )
         status = json.loads(raw).get("status") or {}
-        line = progress_line(status, began)
+        counts = ProgressCounts.from_status(status)
+        line = progress_line(counts, meter.observe(counts.done, time.monotonic()), BAR_WIDTH)
         if line != last_line:
             say(line)
             last_line = line
@@ -166,7 +173,7 @@ async def follow(
             settle_until = time.monotonic() + SETTLE_SECONDS
         await asyncio.sleep(0.5)
     say("kubectl get ib:\n" + await asyncio.to_thread(kubectl, plane, "get", "ib", "-n", NAMESPACE))
-    return status
+    return status, meter.rate
 
 
 def batch_name(example: Path) -> str:
@@ -190,11 +197,35 @@ def storage_env(s3: S3Server | None, data: Path) -> dict[str, str]:
     }
 
 
-def show_files(data: Path) -> None:
-    files = sorted(p for p in data.rglob("*") if p.is_file())
-    say(f"{len(files)} thumbnails in {data}:")
+WORKERS_DATA = "file:///data/"
+"""`status.output`'s start for a folder output: /data as the workers see it (the supervisor maps
+it to the demo's data folder)."""
+
+
+def local_folder(data: Path, status: dict[str, Any]) -> Path:
+    """The batch's thumbnail folder on this machine, from `status.output`."""
+    output = str(status.get("output") or "")
+    return (
+        data / output.removeprefix(WORKERS_DATA).strip("/")
+        if output.startswith(WORKERS_DATA)
+        else data
+    )
+
+
+def show_files(folder: Path) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    say(f"{len(files)} thumbnails in {folder}:")
     for path in files[:LISTED]:
-        say(f"  {path.relative_to(data)}")
+        say(f"  {path.relative_to(folder)}")
+
+
+def output_count(s3: S3Server | None, data: Path, status: dict[str, Any]) -> tuple[int, str]:
+    """How many thumbnails the batch made, and where they are (folder, or bucket and prefix)."""
+    if s3 is None:
+        folder = local_folder(data, status)
+        return sum(1 for p in folder.rglob("*") if p.is_file()), f"{folder}/"
+    where = str(status.get("output") or f"s3://{BUCKET}/{THUMBNAILS_PREFIX}/")
+    return len(s3.object_keys(BUCKET, where.removeprefix(f"s3://{BUCKET}/"))), where
 
 
 def show_objects(s3: S3Server, status: dict[str, Any]) -> None:
@@ -323,11 +354,23 @@ async def run(args: argparse.Namespace) -> int:
             say(f"kubectl apply -f {args.example.relative_to(REPO)}")
             kubectl(plane, "apply", "-n", NAMESPACE, "-f", str(args.example))
             scaler = "by KEDA" if args.keda else "by the operator"
-            status = await follow(plane, name, args.timeout, scaler=scaler)
+            status, _ = await follow(plane, name, args.timeout, scaler=scaler)
             if s3 is None:
-                show_files(data)
+                show_files(local_folder(data, status))
             else:
                 show_objects(s3, status)
+            # Six images say little about speed: the seeded rows show it.
+            seeded = batch_name(args.seeded)
+            say(
+                f"kubectl apply -f {args.seeded.relative_to(REPO)}"
+                f"  ({SEED_ROWS} seeded rows of `images`, to show the speed)"
+            )
+            kubectl(plane, "apply", "-n", NAMESPACE, "-f", str(args.seeded))
+            seeded_status, rate = await follow(plane, seeded, args.timeout, scaler=scaler)
+            count, where = output_count(s3, data, seeded_status)
+            speed = f"{rate:.1f} images/s from the first completion" if rate else "rate unknown"
+            done = ProgressCounts.from_status(seeded_status).done
+            say(f"{seeded}: {done} images, {speed}; {count} thumbnails at {where}")
             if args.keep:
                 say(
                     "everything keeps running; Ctrl-C stops it. Try:\n"
@@ -337,9 +380,13 @@ async def run(args: argparse.Namespace) -> int:
                 )
                 await wait_for_signal()
             say("stopping everything")
-    phase = status.get("phase")
-    if phase != "Succeeded":
-        say(f"the batch ended {phase or 'unfinished'}; logs are in {workdir / 'logs'}")
+    unfinished = [
+        f"{batch} ended {st.get('phase') or 'unfinished'}"
+        for batch, st in ((name, status), (seeded, seeded_status))
+        if st.get("phase") != "Succeeded"
+    ]
+    if unfinished:
+        say(f"{'; '.join(unfinished)}; logs are in {workdir / 'logs'}")
         return 1
     return 0
 
@@ -350,9 +397,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keda", action="store_true", default=os.environ.get("KEDA") == "1")
     parser.add_argument("--s3", action="store_true", default=os.environ.get("S3") == "1")
     parser.add_argument("--example", type=Path, default=REPO / "examples" / "imagebatch.yaml")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for it")
+    parser.add_argument(
+        "--seeded",
+        type=Path,
+        default=REPO / "examples" / "imagebatch-postgres.yaml",
+        help="the batch of the seeded rows, applied after the example",
+    )
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each")
     args = parser.parse_args(argv)
     args.example = args.example.resolve()
+    args.seeded = args.seeded.resolve()
     return args
 
 

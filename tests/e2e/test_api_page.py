@@ -1,7 +1,7 @@
 """The web page as a person uses it, in headless Chromium (Debian's, driven by playwright): give
 the api's token when the page asks for it, choose a photo, upload it, watch its thumbnail appear
-without reloading, add a URL, and see a batch's progress. A screenshot is saved under the test's
-temp dir."""
+without reloading, add a URL, see a batch's progress and retry its failed items. A screenshot is
+saved under the test's temp dir."""
 
 from __future__ import annotations
 
@@ -133,11 +133,20 @@ async def test_upload_a_photo_and_watch_its_thumbnail_appear(
         await expect(batch.locator('[role="progressbar"]')).to_have_attribute(
             "aria-valuenow", "66.7"
         )
+        await batch.get_by_role("button", name="Retry failed").click()
+        note = batch.locator(".retry-note")
+        await expect(note).to_contain_text("Retry requested (", timeout=10_000)
+        requested = (await note.text_content() or "").split("(", 1)[1].rstrip(").")
         natural = await thumbnail.evaluate("img => [img.naturalWidth, img.naturalHeight]")
         await page.screenshot(path=str(screenshot), full_page=True)
         await browser.close()
 
+    annotation = kube_cluster.kubectl(
+        "get", "ib", "holiday-photos", "-n", namespace,
+        "-o", r"jsonpath={.metadata.annotations.imagejobs\.io/retry-failed}",
+    ).stdout  # fmt: skip
     print(f"screenshot: {screenshot}")
+    assert annotation == requested, "the button asked the operator to retry the failed item"
     assert natural == [256, 192]
     assert screenshot.stat().st_size > 10_000
     assert console_errors == []

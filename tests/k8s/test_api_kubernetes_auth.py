@@ -232,3 +232,58 @@ async def test_a_task_is_recorded_as_the_reviewed_user_s(
         messaging.database_url, "SELECT caller FROM jobs WHERE id = $1", response.json()["id"]
     )
     assert row["caller"] == f"system:serviceaccount:{namespace}:caller"
+
+
+async def test_retry_sets_the_annotation_with_the_caller_s_rights(
+    api: httpx.AsyncClient, kube_cluster: KubeCluster, namespace: str, caller_token: str
+) -> None:
+    await api.post("/batches", json=batch("mine", namespace), headers=bearer(caller_token))
+
+    response = await api.post("/batches/mine/retry", headers=bearer(caller_token))
+    again = await api.post("/batches/mine/retry", headers=bearer(caller_token))
+    missing = await api.post("/batches/nope/retry", headers=bearer(caller_token))
+
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["name"], body["namespace"]) == ("mine", namespace)
+    assert body["annotation"] == "imagejobs.io/retry-failed"
+    assert again.json()["request"] != body["request"], "each request is a new value"
+    seen = kube_cluster.kubectl(
+        "get", "ib", "mine", "-n", namespace,
+        "-o", r"jsonpath={.metadata.annotations.imagejobs\.io/retry-failed}",
+    ).stdout  # fmt: skip
+    assert seen == again.json()["request"]
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == f"no ImageBatch 'nope' in namespace '{namespace}'"
+
+
+async def test_retry_without_patch_rights_is_403_and_changes_nothing(
+    api: httpx.AsyncClient, kube_cluster: KubeCluster, namespace: str
+) -> None:
+    kube_cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
+    kube_cluster.kubectl(
+        "create", "role", "read-batches", "-n", namespace, "--verb=get,list,watch",
+        "--resource=imagebatches.imagejobs.io",
+    )  # fmt: skip
+    kube_cluster.kubectl(
+        "create", "rolebinding", "reader-batches", "-n", namespace, "--role=read-batches",
+        f"--serviceaccount={namespace}:reader",
+    )  # fmt: skip
+    manifest = Path(kube_cluster.kubeconfig).with_name(f"batch-{namespace}.json")
+    manifest.write_text(
+        json.dumps({"apiVersion": "imagejobs.io/v1alpha1", "kind": "ImageBatch", **batch("theirs")})
+    )
+    kube_cluster.kubectl("create", "-n", namespace, "-f", str(manifest))
+    reader = token_for(kube_cluster, namespace, "reader")
+
+    readable = await api.get("/batches/theirs", headers=bearer(reader))
+    response = await api.post("/batches/theirs/retry", headers=bearer(reader))
+
+    assert readable.status_code == 200
+    assert response.status_code == 403, response.text
+    user = f"system:serviceaccount:{namespace}:reader"
+    assert f'User "{user}" cannot patch resource "imagebatches"' in response.json()["detail"]
+    annotations = json.loads(
+        kube_cluster.kubectl("get", "ib", "theirs", "-n", namespace, "-o", "json").stdout
+    )["metadata"].get("annotations", {})
+    assert "imagejobs.io/retry-failed" not in annotations
