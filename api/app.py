@@ -21,6 +21,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from imagebatch.api import (
     routes_batches,
     routes_images,
+    routes_items,
     routes_ops,
     routes_page,
     routes_tasks,
@@ -178,6 +179,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(routes_uploads.router)
     app.include_router(routes_images.router)
     app.include_router(routes_batches.router)
+    app.include_router(routes_items.router)
     app.include_router(routes_page.router)
     app.mount("/static", routes_page.static_files(), name="static")
 
