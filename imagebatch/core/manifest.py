@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-
 from imagebatch.core.batch_items import Conn, all_items
 from imagebatch.core.stores import Store
 
