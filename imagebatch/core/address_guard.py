@@ -1,4 +1,5 @@
-"""SSRF guard: which addresses a download may connect to, checked where the connection is made.
+"""SSRF guard: which addresses an outbound request (a worker's download, the operator's
+notification) may connect to, checked where the connection is made.
 
 A URL's host name says little: DNS may answer with a private address, change its answer between a
 check and the connection (rebinding), or the host may be spelled as a number (`2130706433`,

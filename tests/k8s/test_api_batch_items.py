@@ -15,18 +15,16 @@ import httpx
 import pytest
 
 from imagebatch.core.settings import CommonSettings
-from tests.k8s.test_api_kubernetes_auth import (  # noqa: F401  (fixtures)
-    api,
-    api_account,
-    batch,
-    bearer,
-    caller_token,
-    other_namespace,
-)
+from tests.k8s import test_api_kubernetes_auth as kubernetes_auth
 from tests.support.batch_rows import insert_items
 from tests.support.k8s import KubeCluster
 
 pytestmark = pytest.mark.k8s
+
+# The api in AUTH_MODE=kubernetes and a caller allowed in the test's namespace alone.
+api, api_account = kubernetes_auth.api, kubernetes_auth.api_account
+caller_token, other_namespace = kubernetes_auth.caller_token, kubernetes_auth.other_namespace
+batch, bearer = kubernetes_auth.batch, kubernetes_auth.bearer
 
 
 async def create_batch_with_items(
@@ -55,7 +53,9 @@ async def test_a_caller_pages_through_1000_failed_items_of_100000_without_repeat
         response = await api.get("/batches/big/items", params=params, headers=bearer(caller_token))
         assert response.status_code == 200, response.text
         page = response.json()
-        assert all(i["status"] == "failed" and i["error"].startswith("http_404") for i in page["items"])
+        assert all(
+            i["status"] == "failed" and i["error"].startswith("http_404") for i in page["items"]
+        )
         seen += [i["id"] for i in page["items"]]
         pages += 1
         after = page["after"]
@@ -90,7 +90,8 @@ async def test_a_page_comes_as_csv_when_asked_and_parses(
     assert len(rows) == 200
     assert list(rows[0]) == ["id", "url", "status", "attempts", "error", "outputs"]
     completed, failed = rows[0], rows[99]
-    assert completed["status"] == "completed" and completed["error"] == ""
+    assert completed["status"] == "completed"
+    assert completed["error"] == ""
     [output] = json.loads(completed["outputs"])
     assert output["path"] == "0123456789ab-000000001_256x256.jpg"
     assert (output["width"], output["height"], output["format"]) == (256, 192, "jpeg")
