@@ -143,6 +143,13 @@ class Endings:
             await self._notifier.close()
 
     async def _settle(self, spec: RunSpec, ending: Ending, status: dict[str, Any]) -> None:
+        try:
+            await self._settle_once(spec, ending, status)
+        except Exception:  # a bug or an outage nobody modelled: log it, try again later
+            log.exception("%s: settling ending %s failed", self.batch, ending.id)
+            self._not_before = time.monotonic() + MANIFEST_RETRY_SECONDS
+
+    async def _settle_once(self, spec: RunSpec, ending: Ending, status: dict[str, Any]) -> None:
         if ending.manifest is None:
             ending = await self._write_manifest(spec, ending)
         if self.owes_notification(spec, ending):  # also when the manifest is not there yet
