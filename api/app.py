@@ -22,6 +22,7 @@ from imagebatch.api import (
     routes_batch_retry,
     routes_batches,
     routes_images,
+    routes_items,
     routes_ops,
     routes_page,
     routes_tasks,
@@ -180,6 +181,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(routes_images.router)
     app.include_router(routes_batches.router)
     app.include_router(routes_batch_retry.router)
+    app.include_router(routes_items.router)
     app.include_router(routes_page.router)
     app.mount("/static", routes_page.static_files(), name="static")
 

@@ -28,6 +28,7 @@ from imagebatch.core.jobs import BatchCounts, batch_counts
 from imagebatch.core.outages import current_outages
 from imagebatch.operator import children, conditions
 from imagebatch.operator.context import OperatorContext
+from imagebatch.operator.endings import Endings, notified_condition
 from imagebatch.operator.progress import (
     FINISHED,
     Decision,
@@ -68,6 +69,7 @@ class BatchRun:
         self._applied: dict[str, dict[str, Any]] = {}
         self._queue_declared = False
         self._status: dict[str, Any] = dict(body.get("status") or {})
+        self._endings = Endings(ctx, self.batch, self.uid)
 
     @property
     def batch(self) -> str:
@@ -94,6 +96,7 @@ class BatchRun:
                         stop.wait(), timeout=interval - (time.monotonic() - began)
                     )
         finally:
+            await self._endings.close()
             if self._pumping is not None:
                 self._pumping.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -115,6 +118,7 @@ class BatchRun:
         if self._pump.problem is not None:
             problems.append(self._pump.problem)
         counts, queue = await self._observe(spec, problems)
+        ending = await self._endings.observe(spec, self._status)  # what an ended batch is owed
         decision = decide(
             spec,
             self._status,
@@ -125,6 +129,8 @@ class BatchRun:
                 self._pump.published_all,
                 tuple(problems),
                 output=spec.output_location(self.ctx.settings.worker_output_url),
+                manifest=ending.manifest if ending is not None else None,
+                notified=notified_condition(spec, ending),
             ),
         )
         self.ctx.metrics.refresh_seconds.observe(time.perf_counter() - began)

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-ConditionType = Literal["Published", "Complete", "Failed", "Suspended", "Degraded"]
-ORDER: tuple[ConditionType, ...] = ("Published", "Complete", "Failed", "Suspended", "Degraded")
+ConditionType = Literal["Published", "Complete", "Failed", "Suspended", "Degraded", "Notified"]
+ORDER: tuple[ConditionType, ...] = (
+    "Published", "Complete", "Failed", "Suspended", "Degraded", "Notified",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

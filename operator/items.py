@@ -197,11 +197,12 @@ async def fail(pool: asyncpg.Pool, failures: list[tuple[str, str]]) -> None:
 
 
 async def forget(pool: asyncpg.Pool, batch: str) -> int:
-    """Remove a deleted batch's items, counts and record; returns the items removed."""
+    """Remove a deleted batch's items, counts, record and endings; returns the items removed."""
     async with pool.acquire() as conn, conn.transaction():
         result: str = await conn.execute("DELETE FROM jobs WHERE batch = $1", batch)
         await conn.execute("DELETE FROM batch_counts WHERE batch = $1", batch)
         await conn.execute("DELETE FROM batches WHERE batch = $1", batch)
+        await conn.execute("DELETE FROM batch_endings WHERE batch = $1", batch)
     return int(result.split()[-1])
 
 

@@ -53,6 +53,10 @@ class Observation:
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     output: str | None = None
     """Where the thumbnails are (`status.output`), or None to keep the previous value."""
+    manifest: str | None = None
+    """The latest ending's manifest (`status.manifest`), or None to keep the previous value."""
+    notified: Condition | None = None
+    """The latest ending's notification as the `Notified` condition, None to leave it as is."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,9 @@ def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decisio
     elif was_degraded:
         updates.append(Condition("Degraded", False, "Recovered", "nothing stands in the way"))
 
+    if obs.notified is not None:
+        updates.append(obs.notified)
+
     queue = obs.queue
     status: dict[str, Any] = {
         "phase": phase,
@@ -195,6 +202,7 @@ def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decisio
         "workers": queue.consumers if queue else int(previous.get("workers") or 0),
         "progress": f"{counts.done}/{counts.total}",
         "output": obs.output if obs.output is not None else previous.get("output"),
+        "manifest": obs.manifest if obs.manifest is not None else previous.get("manifest"),
         "startTime": timestamp(start) if start is not None else None,
         "completionTime": completion,
         "observedGeneration": obs.generation,

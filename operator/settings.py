@@ -56,6 +56,16 @@ class OperatorSettings(CommonSettings):
         description="The workers' OUTPUT_URL: file:///data (the claim) or s3://bucket[/prefix] "
         "(credentials from the connections Secret); spec.output.url overrides it per batch.",
     )
+    worker_data_dir: Path = Field(
+        default=Path("/data"),
+        description="Where the operator has WORKER_DATA_CLAIM mounted: it writes the manifest "
+        "of a batch with a file:// output there (the workers' /data).",
+    )
+    allow_private_webhooks: bool = Field(
+        default=False,
+        description="Let spec.notify.url reach loopback, private and link-local addresses "
+        "(an in-cluster receiver); refused otherwise, like the workers' downloads.",
+    )
     worker_shutdown_timeout_seconds: float = Field(
         default=25.0, ge=0, description="The workers' SHUTDOWN_TIMEOUT_SECONDS (drain on SIGTERM)."
     )

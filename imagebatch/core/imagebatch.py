@@ -152,6 +152,12 @@ class RetrySpec(_Spec):
     backoff_seconds: int | None = Field(default=None, ge=0, le=3600)
 
 
+class NotifySpec(_Spec):
+    """Where the batch's endings are announced (one CloudEvent per ending)."""
+
+    url: str = Field(max_length=2048, pattern=r"^https?://[^\s]+$")
+
+
 class BatchOperation(_Spec):
     """One entry of `operations`; unlike a task's, the resource always names its kind."""
 
@@ -172,6 +178,7 @@ class BatchSpec(_Spec):
     suspend: bool | None = None
     active_deadline_seconds: int | None = Field(default=None, ge=1)
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    notify: NotifySpec | None = None
 
 
 class BatchMetadata(_Spec):
@@ -339,6 +346,8 @@ class RunSpec:
     suspend: bool
     active_deadline_seconds: int | None
     ttl_seconds_after_finished: int | None
+    notify_url: str | None = None
+    """spec.notify.url: where each ending's CloudEvent goes."""
 
     @property
     def batch(self) -> str:
@@ -398,4 +407,5 @@ def run_spec(namespace: str, name: str, spec: dict[str, Any]) -> RunSpec:
         suspend=bool(parsed.suspend),
         active_deadline_seconds=parsed.active_deadline_seconds,
         ttl_seconds_after_finished=parsed.ttl_seconds_after_finished,
+        notify_url=parsed.notify.url if parsed.notify is not None else None,
     )

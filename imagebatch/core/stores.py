@@ -24,7 +24,7 @@ import contextlib
 import errno
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from stat import S_ISREG
@@ -45,6 +45,8 @@ from imagebatch.core.objectstore import (
 )
 
 CHUNK_BYTES = 256 * 1024
+REPLACE_PART_BYTES = 5 * 1024 * 1024
+"""Parts of a streamed upload (S3's smallest but the last): memory holds about two."""
 FULL_DISK = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -70,6 +72,13 @@ class Store(Protocol):
 
     async def put_new(self, key: str, data: bytes, content_type: str) -> bool:
         """Store `data` at `key` whole; False (nothing written) when `key` already exists."""
+        ...
+
+    async def replace(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> int:
+        """Store the concatenated `chunks` at `key`, replacing what is there, and return the
+        bytes written. Readers see the old object or the whole new one, never a part; the
+        chunks are never held together in memory (for objects: a multipart upload, aborted on
+        error)."""
         ...
 
     async def read(self, key: str, max_bytes: int) -> bytes | None:
@@ -153,6 +162,45 @@ class FileStore:
             return await asyncio.to_thread(self._put_new, key, data)
         except OSError as exc:
             raise self._down(exc) from exc
+
+    async def replace(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> int:
+        final = self.path(key)
+        temp = final.parent / f".ibtmp-{final.name}.{secrets.token_hex(6)}.part"
+        written = 0
+        try:
+            try:
+                await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
+                handle = await asyncio.to_thread(open, temp, "xb")
+            except OSError as exc:
+                raise self._down(exc) from exc
+            with handle:
+                async for chunk in chunks:  # the source's own errors pass through unchanged
+                    try:
+                        written += await asyncio.to_thread(handle.write, chunk)
+                    except OSError as exc:
+                        raise self._down(exc) from exc
+                try:
+                    await asyncio.to_thread(handle.flush)
+                    await asyncio.to_thread(os.fsync, handle.fileno())
+                except OSError as exc:
+                    raise self._down(exc) from exc
+            try:
+                await asyncio.to_thread(self._rename_durably, temp, final)
+            except OSError as exc:
+                raise self._down(exc) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                temp.unlink(missing_ok=True)
+        return written
+
+    @staticmethod
+    def _rename_durably(temp: Path, final: Path) -> None:
+        os.replace(temp, final)
+        folder = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
     def _read(self, key: str, max_bytes: int) -> bytes | None:
         path = self.path(key)
@@ -250,6 +298,38 @@ class ObjectStore:
         except OBSTORE_ERRORS as exc:
             raise self._down(exc) from exc
         return True
+
+    async def replace(self, key: str, chunks: AsyncIterable[bytes], content_type: str) -> int:
+        written = 0
+        failed: list[BaseException] = []
+
+        async def counted() -> AsyncIterator[bytes]:
+            nonlocal written
+            try:
+                async for chunk in chunks:
+                    written += len(chunk)
+                    yield chunk
+            except BaseException as exc:
+                failed.append(exc)
+                raise
+
+        try:  # the object appears when the upload completes; obstore aborts it on error
+            await obstore.put_async(
+                self.client,
+                self._key(key),
+                counted(),
+                use_multipart=True,
+                chunk_size=REPLACE_PART_BYTES,
+                max_concurrency=2,
+                attributes=attributes(content_type),
+            )
+        except OBSTORE_ERRORS as exc:
+            if failed:  # the source's own error, not the store's
+                raise failed[0] from None
+            raise self._down(exc) from exc
+        if failed:
+            raise failed[0]
+        return written
 
     async def read(self, key: str, max_bytes: int) -> bytes | None:
         opened = await self.open(key)
