@@ -250,6 +250,7 @@ async def run(args: argparse.Namespace) -> int:
             plane, "-n", NAMESPACE, "create", "secret", "generic", SECRET,
             f"--from-literal=RABBIT_URL={rabbit.url}",
             f"--from-literal=DATABASE_URL={database_url}",
+            f"--from-literal=SOURCE_DATABASE_URL={database_url}",
             "--from-literal=ALLOW_PRIVATE_SOURCES=true",
             *(f"--from-literal={k}={v}" for k, v in (s3.aws_env() if s3 else {}).items()),
         )  # fmt: skip

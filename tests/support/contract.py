@@ -11,6 +11,9 @@ CONNECTION_ENV = frozenset(
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
+        # The connections Secret's source key (⚑ Security): only the operator reads it, but
+        # every container that takes that Secret through envFrom sees it.
+        "SOURCE_DATABASE_URL",
     }
 )
 STORE_ENV = frozenset(
@@ -68,6 +71,7 @@ CONTRACT_ENV: dict[str, frozenset[str]] = {
         "PUBLISH_CHUNK_SIZE",
         "WORKER_IMAGE",
         "WORKER_CONNECTIONS_SECRET",
+        "DEFAULT_SOURCE_DATABASE_URL",
         "WORKER_DATA_CLAIM",
         "WORKER_OUTPUT_URL",
         "RABBIT_MANAGEMENT_URL",
