@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from imagebatch.core.imagebatch import run_spec
+from imagebatch.operator import children
+from imagebatch.operator.settings import OperatorSettings
 from tests.support.contract import ANY_PROCESS_ENV
 from tests.support.k8s import KubeCluster
 
@@ -508,3 +512,83 @@ def test_workers_do_not_mount_a_token(rendered: list[dict[str, Any]]) -> None:
     assert accounts["imagebatch-worker"]["automountServiceAccountToken"] is False
     assert pod_specs(rendered)["worker"]["serviceAccountName"] == "imagebatch-worker"
     assert re.fullmatch(r"imagebatch-\w+", pod_specs(rendered)["api"]["serviceAccountName"])
+
+
+def pod_of(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The pod a workload would create, for the admission checks pods alone get."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def admitted_under_restricted(
+    kube_cluster: KubeCluster, namespace: str, objects: list[dict[str, Any]], folder: Path
+) -> subprocess.CompletedProcess[str]:
+    path = folder / "objects.yaml"
+    path.write_text(yaml.safe_dump_all(objects))
+    return kube_cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", str(path), check=False
+    )
+
+
+def test_the_manifests_namespace_enforces_the_restricted_pod_security_standard(
+    rendered: list[dict[str, Any]],
+) -> None:
+    labels = of_kind(rendered, "Namespace")[NAMESPACE]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@VARIANTS
+def test_every_pod_is_admitted_where_restricted_is_enforced(
+    kube_cluster: KubeCluster, namespace: str, variant: Path, tmp_path: Path
+) -> None:
+    rendered = render(kube_cluster, variant)
+    pods = []
+    for doc in rendered:
+        if doc["kind"] in {"Deployment", "StatefulSet"}:
+            spec = dict(doc["spec"]["template"]["spec"])
+            claims = doc["spec"].get("volumeClaimTemplates", [])  # the StatefulSet's own PVCs
+            claimed = [{"name": c["metadata"]["name"], "emptyDir": {}} for c in claims]
+            spec["volumes"] = [*spec.get("volumes", []), *claimed]
+            pods.append(pod_of(f"pss-{doc['metadata']['name']}", spec))
+
+    result = admitted_under_restricted(kube_cluster, namespace, pods, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "PodSecurity" not in result.stderr, result.stderr
+    workloads = kube_cluster.kubectl("apply", "--dry-run=server", "-k", str(variant))
+    assert "PodSecurity" not in workloads.stderr, "warn=restricted checks the templates too"
+
+
+@pytest.mark.parametrize("output", ["file:///data", "s3://thumbs"])
+def test_the_operator_s_worker_pods_are_admitted_where_restricted_is_enforced(
+    kube_cluster: KubeCluster, namespace: str, output: str, tmp_path: Path
+) -> None:
+    settings = OperatorSettings(
+        database_url="postgresql://u:p@postgres:5432/images",
+        rabbit_url="amqp://u:p@rabbitmq:5672/",
+        worker_output_url=output,
+    )
+    spec = run_spec(namespace, "pss", {"source": {"urls": ["https://a.test/x.jpg"]}})
+    workers = children.deployment(spec, "0123456789abcdef", settings, replicas=1)
+    workers["metadata"].pop("ownerReferences", None)
+
+    result = admitted_under_restricted(
+        kube_cluster,
+        namespace,
+        [workers, pod_of("pss-batch-worker", workers["spec"]["template"]["spec"])],
+        tmp_path,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "PodSecurity" not in result.stderr, result.stderr
+
+
+def test_every_component_has_a_network_policy(rendered: list[dict[str, Any]]) -> None:
+    policies = of_kind(rendered, "NetworkPolicy").values()
+    selected = {p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in policies}
+    workloads = {
+        spec["metadata"]["labels"]["app.kubernetes.io/name"]
+        for doc in rendered
+        if doc["kind"] in {"Deployment", "StatefulSet"}
+        for spec in [doc["spec"]["template"]]
+    }
+    assert workloads <= selected
