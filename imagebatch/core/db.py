@@ -57,8 +57,20 @@ def migration_files() -> list[tuple[str, str]]:
     return [(p.name.removesuffix(".sql"), p.read_text()) for p in entries]
 
 
+async def _all_applied(conn: asyncpg.Connection) -> bool:
+    """Whether every migration is recorded, asked without any privilege beyond reading the
+    record: a least-privileged service (which may not create or alter tables) starts when
+    the operator has migrated."""
+    if await conn.fetchval("SELECT to_regclass($1)", MIGRATIONS_TABLE) is None:
+        return False
+    done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {MIGRATIONS_TABLE}")}
+    return all(version in done for version, _ in migration_files())
+
+
 async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
     """Apply the migrations not yet recorded; returns the versions applied now."""
+    if await _all_applied(conn):
+        return []
     applied_now: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATIONS_LOCK_ID)

@@ -9,9 +9,12 @@ connections Secret)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import subprocess
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,21 +215,48 @@ def test_our_processes_get_only_contract_environment_variables(
         assert set(environment(rendered, container)) <= ANY_PROCESS_ENV, name
 
 
-def test_the_connection_urls_name_the_in_cluster_services(rendered: list[dict[str, Any]]) -> None:
-    connections = of_kind(rendered, "Secret")["imagebatch-connections"]["stringData"]
-    services = of_kind(rendered, "Service")
-    postgres = of_kind(rendered, "Secret")["postgres"]["stringData"]
-    rabbit = of_kind(rendered, "Secret")["rabbitmq"]["stringData"]
-    port = services["postgres"]["spec"]["ports"][0]["port"]
-    database = f"@postgres.{NAMESPACE}.svc.cluster.local:{port}/"
-    assert connections["DATABASE_URL"] == (
-        f"postgresql://{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}"
-        f"{database}{postgres['POSTGRES_DB']}"
+SERVICE_SECRETS = {
+    "worker": ("imagebatch-connections", "imagebatch_worker", "imagebatch-worker"),
+    "api": ("imagebatch-api-connections", "imagebatch_api", "imagebatch-api"),
+    "operator": ("imagebatch-operator-connections", "imagebatch", "imagebatch-operator"),
+}
+"""Each service's Secret, PostgreSQL role and RabbitMQ user."""
+
+
+def rabbit_password_matches(user: dict[str, str], password: str) -> bool:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+    raw = base64.b64decode(user["password_hash"])
+    return raw[4:] == hashlib.sha256(raw[:4] + password.encode()).digest()
+
+
+def test_each_service_connects_as_its_own_role_and_user(rendered: list[dict[str, Any]]) -> None:
+    secrets = of_kind(rendered, "Secret")
+    port = of_kind(rendered, "Service")["postgres"]["spec"]["ports"][0]["port"]
+    database = of_kind(rendered, "Secret")["postgres"]["stringData"]["POSTGRES_DB"]
+    definitions = json.loads((BASE / "rabbitmq-definitions.json").read_text())
+    users = {u["name"]: u for u in definitions["users"]}
+    roles_sql = (BASE / "seed" / "02-roles.sql").read_text()
+    for service, (secret, role, user) in SERVICE_SECRETS.items():
+        container = containers_of_our_image(rendered)[service]
+        assert [e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e] == [
+            secret
+        ], service
+        values = secrets[secret]["stringData"]
+        assert values["DATABASE_URL"] == (
+            f"postgresql://{role}:{role}@postgres.{NAMESPACE}.svc.cluster.local:{port}/{database}"
+        )
+        assert f"'{role}'" in roles_sql, f"02-roles.sql makes {role}"
+        rabbit = urllib.parse.urlsplit(values["RABBIT_URL"])
+        assert (rabbit.username, rabbit.hostname, rabbit.port) == (
+            user,
+            f"rabbitmq.{NAMESPACE}.svc.cluster.local",
+            5672,
+        )
+        assert rabbit_password_matches(users[user], rabbit.password or ""), service
+    source = urllib.parse.urlsplit(
+        secrets["imagebatch-connections"]["stringData"]["SOURCE_DATABASE_URL"]
     )
-    assert connections["RABBIT_URL"] == (
-        f"amqp://{rabbit['RABBITMQ_DEFAULT_USER']}:{rabbit['RABBITMQ_DEFAULT_PASS']}"
-        f"@rabbitmq.{NAMESPACE}.svc.cluster.local:5672/"
-    )
+    assert source.username == "imagebatch_source", "batches read the seed through a read-only role"
 
 
 def test_api_and_workers_share_the_data_volume(rendered: list[dict[str, Any]]) -> None:
