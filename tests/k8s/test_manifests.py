@@ -298,7 +298,8 @@ def test_the_s3_variant_mounts_no_data_volume_on_the_api_or_the_shared_worker(
     for name in ("api", "worker"):
         assert "data" not in {v["name"] for v in specs[name].get("volumes") or []}, name
         (container,) = specs[name]["containers"]
-        assert not container.get("volumeMounts"), name
+        mounts = [m["mountPath"] for m in container.get("volumeMounts") or []]
+        assert mounts == ["/tmp"], f"{name}: scratch space only"
 
 
 def test_the_s3_variant_keeps_thumbnails_and_uploads_in_one_bucket(
