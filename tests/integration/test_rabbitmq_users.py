@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import urllib.parse
 import urllib.request
 import uuid
@@ -81,9 +82,10 @@ async def test_the_api_user_publishes_but_cannot_consume_a_batch_queue(user_url:
         channel = await api.channel()
         topology = await declare_topology(channel, settings)  # what the api does at start
         await topology.exchange.publish(aio_pika.Message(b"{}"), routing_key="process_image")
-        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
-            queue = await channel.declare_queue(batch, passive=True)
-            await queue.get(no_ack=True, fail=False)
+        underlay = await channel.get_underlay_channel()
+        refused = f"access to queue '{batch}'"
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused, match=re.escape(refused)):
+            await underlay.basic_get(batch, no_ack=True)
 
     worker = await aio_pika.connect(user_url("imagebatch-worker"))
     async with worker:
