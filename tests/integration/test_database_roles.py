@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from imagebatch.api.store import CLAIM_IMAGES
 from imagebatch.core.db import migrate
 from tests.conftest import _with_database
 from tests.support.servers import ServerHandle
@@ -68,6 +69,7 @@ async def test_the_api_may_not_write_the_operator_s_batch_rows(login_as: Login) 
     api = await login_as("imagebatch_api")
 
     assert await api.fetchval("SELECT count(*) FROM batches") == 0
+    assert await api.fetch(CLAIM_IMAGES, 10) == [], "/enqueue's claim runs as the api"
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await api.execute("DELETE FROM batches")
     with pytest.raises(asyncpg.InsufficientPrivilegeError):

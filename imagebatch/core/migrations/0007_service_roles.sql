@@ -43,6 +43,8 @@ BEGIN
         GRANT SELECT, INSERT, UPDATE, DELETE ON jobs TO imagebatch_api;
         GRANT SELECT, INSERT ON uploads TO imagebatch_api;
         GRANT SELECT ON images, batches, batch_outages TO imagebatch_api;
+        -- /enqueue claims seed rows with FOR UPDATE, which needs UPDATE on some column.
+        GRANT UPDATE (processed) ON images TO imagebatch_api;
         GRANT SELECT, INSERT, UPDATE ON batch_counts TO imagebatch_api;
     END IF;
 
