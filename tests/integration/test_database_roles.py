@@ -11,7 +11,9 @@ import asyncpg
 import pytest
 
 from imagebatch.api.store import CLAIM_IMAGES
-from imagebatch.core.db import migrate
+from imagebatch.core.db import create_pool, migrate
+from imagebatch.core.messages import ImageJob
+from imagebatch.worker.records import JobRecords, OutputRecord, SourceRecord
 from tests.conftest import _with_database
 from tests.support.servers import ServerHandle
 
@@ -130,3 +132,35 @@ async def test_the_init_scripts_give_each_service_its_login(postgres_server: Ser
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_the_worker_role_records_a_seed_row_and_a_batch_item_end_to_end(
+    database_url: str, login_as: Login
+) -> None:
+    admin: asyncpg.Connection = await asyncpg.connect(database_url)
+    try:
+        seed_id = await admin.fetchval(
+            "INSERT INTO images (url) VALUES ('https://a.test/s.jpg') RETURNING id"
+        )
+    finally:
+        await admin.close()
+    user = await (await login_as("imagebatch_worker")).fetchval("SELECT current_user")
+    pool = await create_pool(
+        f"postgresql://{user}:pw@{database_url.split('@', 1)[1]}", reset_on_release=False
+    )
+    records = JobRecords(pool)
+    try:
+        for job in (
+            ImageJob(url="https://a.test/s.jpg", ops=["thumbnail"], id=str(seed_id)),
+            ImageJob(url="https://a.test/b.jpg", id="abc-1", batch="ns/b", output="b"),
+        ):
+            async with records.claim(job) as claim:
+                assert claim.state == "started"
+                await claim.complete(
+                    SourceRecord(10, 64, 48), [OutputRecord("x.jpg", 8, 6, 1, "jpeg")]
+                )
+        await records.close()
+        assert await pool.fetchval("SELECT processed FROM images WHERE id = $1", seed_id)
+        assert await pool.fetchval("SELECT completed FROM batch_counts WHERE batch = 'ns/b'") == 1
+    finally:
+        await pool.close()
