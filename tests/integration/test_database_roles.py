@@ -151,7 +151,9 @@ async def test_the_worker_role_records_a_seed_row_and_a_batch_item_end_to_end(
     records = JobRecords(pool)
     try:
         for job in (
-            ImageJob(url="https://a.test/s.jpg", ops=["thumbnail"], id=str(seed_id)),
+            ImageJob.model_validate(  # the seed's short form: a seed row's job
+                {"url": "https://a.test/s.jpg", "ops": ["thumbnail"], "id": str(seed_id)}
+            ),
             ImageJob(url="https://a.test/b.jpg", id="abc-1", batch="ns/b", output="b"),
         ):
             async with records.claim(job) as claim:
