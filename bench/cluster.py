@@ -66,15 +66,13 @@ from imagebatch.core.telemetry import inject_headers, setup_tracing  # noqa: E40
 from imagebatch.core.topology import batch_queue_name, declare_topology  # noqa: E402
 from imagebatch.devservers.postgres import PostgresServer  # noqa: E402
 from imagebatch.devservers.rabbitmq_cluster import RabbitMQCluster  # noqa: E402
-from imagebatch.operator.context import OperatorContext  # noqa: E402
 from imagebatch.operator.items import Item  # noqa: E402
-from imagebatch.operator.kube import Kube  # noqa: E402
-from imagebatch.operator.metrics import OperatorMetrics  # noqa: E402
 from imagebatch.operator.publisher import build_messages  # noqa: E402
 from imagebatch.operator.pump import Pump  # noqa: E402
 from imagebatch.operator.settings import OperatorSettings  # noqa: E402
 from imagebatch.worker.settings import WorkerSettings  # noqa: E402
 from tests.support.photos import photos  # noqa: E402
+from tests.support.pump_context import pump_context  # noqa: E402
 from tests.support.worker_process import WorkerProcess  # noqa: E402
 
 QUEUE_TYPES = ("classic", "quorum")
@@ -135,9 +133,7 @@ async def operator_publish(settings: CommonSettings, rows: int) -> float:
     pool = await create_pool(settings.database_url, min_size=1, max_size=10)
     broker = await connect(settings.rabbit_url)
     try:
-        context = OperatorContext(
-            operator_settings, pool, broker, kube=cast(Kube, None), metrics=OperatorMetrics()
-        )
+        context = pump_context(operator_settings, pool, broker)
         gate = asyncio.Event()
         gate.set()
         pump = Pump(context, spec.batch, str(uuid.uuid4()), gate)

@@ -151,7 +151,10 @@ class BatchRun:
         problems: list[Problem] = []
         if self._source_checked is None or self._source_checked[0] != generation:
             try:
-                self._source_checked = (generation, await check_source(self.ctx.pool, spec))
+                self._source_checked = (
+                    generation,
+                    await check_source(self.ctx.sources, self.namespace, spec),
+                )
             except DB_ERRORS as exc:
                 problems.append(Problem("DatabaseUnavailable", f"cannot read the source: {exc}"))
         if self._source_checked is not None and self._source_checked[1] is not None:

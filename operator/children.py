@@ -136,16 +136,21 @@ def deployment(
         },
         "securityContext": {
             "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
     }
     folder = output_folder(spec, settings)
+    mounts: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = []
     if folder is not None:
-        container["volumeMounts"] = [{"name": "data", "mountPath": folder}]
+        mounts = [{"name": "data", "mountPath": folder}]
         volumes = [
             {"name": "data", "persistentVolumeClaim": {"claimName": settings.worker_data_claim}}
         ]
+    # The root filesystem is read-only: temporary files go to a scratch volume.
+    container["volumeMounts"] = [*mounts, {"name": "tmp", "mountPath": "/tmp"}]
+    volumes.append({"name": "tmp", "emptyDir": {}})
     body_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector},
         "template": {
@@ -161,7 +166,7 @@ def deployment(
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
                 "containers": [container],
-                **({"volumes": volumes} if volumes else {}),
+                "volumes": volumes,
             },
         },
     }

@@ -19,6 +19,7 @@ from imagebatch.core.startup import retry_until
 from imagebatch.operator.kube import Kube, load_client
 from imagebatch.operator.metrics import OperatorMetrics
 from imagebatch.operator.settings import OperatorSettings
+from imagebatch.operator.sources import SourceConnections
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class OperatorContext:
     broker: AbstractRobustConnection
     kube: Kube
     metrics: OperatorMetrics
+    sources: SourceConnections
+    """Each namespace's connection to its batches' Postgres sources."""
     _keda: tuple[float, bool] | None = field(default=None, repr=False)
 
     async def keda_installed(self) -> bool:
@@ -64,4 +67,11 @@ async def open_context(
         stack.push_async_callback(broker.close)
         kube = Kube(load_client(settings.kubeconfig))
         stack.callback(kube.close)
-        yield OperatorContext(settings, pool, broker, kube, metrics or OperatorMetrics())
+        sources = SourceConnections(
+            kube,
+            settings.worker_connections_secret,
+            settings.default_source_database_url,
+            pool,
+        )
+        stack.push_async_callback(sources.close)
+        yield OperatorContext(settings, pool, broker, kube, metrics or OperatorMetrics(), sources)

@@ -3,10 +3,10 @@ published from there, so PostgreSQL's record is what a restarted operator resume
 
 - `register` ties the batch's name to the resource's uid; items of an earlier resource with the
   same name (deleted and created again) are removed, so the new one starts from zero.
-- `materialize_step` turns the next chunk of source rows into pending items in one statement
-  (keyset pagination on the source's `id`, never the whole table in memory) and advances the
-  cursor in the same transaction: a kill at any moment leaves either the whole chunk with its
-  cursor, or neither.
+- `materialize_step` reads the next chunk of source rows through the namespace's own source
+  connection (keyset pagination on the source's `id`, never the whole table in memory), turns
+  them into pending items and advances the cursor in one transaction: a kill at any moment
+  leaves either the whole chunk with its cursor, or neither.
 - `unpublished` hands out the next items whose messages are not confirmed yet.
 
 Item ids are `<12 hex digits of the uid>-<source id or position>`: stable across restarts (the
@@ -24,6 +24,7 @@ import asyncpg
 
 from imagebatch.core.imagebatch import RunSpec
 from imagebatch.core.messages import MAX_URL_LENGTH
+from imagebatch.operator.sources import SourceConnection
 
 
 def item_prefix(uid: str) -> str:
@@ -108,24 +109,29 @@ INLINE_SQL = _insert_items(
 )
 
 
-def _page_sql(table: str, *, only_unprocessed: bool, images: bool) -> str:
-    """One chunk of the source table after the cursor, made into items, and the new cursor."""
-    where = "id > $4" + (" AND NOT processed" if only_unprocessed else "")
-    image_id = "id" if images else "NULL::bigint"
-    page = (
-        f"SELECT id, id::text AS key, url::text AS url, {image_id} AS image_id"
-        f' FROM "{table}" WHERE {where} ORDER BY id LIMIT $5'
-    )
-    insert = _insert_items("page")
-    return f"""
-    WITH page AS MATERIALIZED ({page}),
-         made AS ({insert} RETURNING 1)
-    SELECT count(*) AS rows, max(page.id) AS last, (SELECT count(*) FROM made) AS made FROM page
-    """
+SOURCE_ITEMS_SQL = _insert_items(
+    "(SELECT k::text AS key, u AS url,"
+    " (SELECT images.id FROM images WHERE images.id = t.i) AS image_id"
+    " FROM unnest($4::bigint[], $5::text[], $6::bigint[]) AS t(k, u, i))"
+)
+"""Items from source rows read through the namespace's connection; a seed row's id becomes the
+item's `image_id` (which workers mark processed) only when it is the operator's own `images`."""
 
 
-async def materialize_step(pool: asyncpg.Pool, spec: RunSpec, uid: str, chunk: int) -> Feed:
-    """Make the next chunk of items; returns how far the batch's items are made now."""
+def _page_sql(table: str, *, only_unprocessed: bool) -> str:
+    """One chunk of the source table after the cursor, in id order."""
+    where = "id > $1::bigint" + (" AND NOT processed" if only_unprocessed else "")
+    return f'SELECT id, url::text AS url FROM "{table}" WHERE {where} ORDER BY id LIMIT $2'
+
+
+async def materialize_step(
+    pool: asyncpg.Pool, source: SourceConnection | None, spec: RunSpec, uid: str, chunk: int
+) -> Feed:
+    """Make the next chunk of items; returns how far the batch's items are made now.
+
+    The chunk is read through the namespace's `source` connection (None: the spec's inline
+    URLs), and the items and the cursor are recorded in one transaction of the operator's own
+    database, which holds the batch's row locked meanwhile."""
     ops = json.dumps(spec.operations_json())
     prefix = item_prefix(uid)
     async with pool.acquire() as conn, conn.transaction():
@@ -143,15 +149,25 @@ async def materialize_step(pool: asyncpg.Pool, spec: RunSpec, uid: str, chunk: i
             await conn.execute(INLINE_SQL, prefix, ops, spec.batch, list(spec.urls))
             taken, cursor, finished = len(spec.urls), None, True
         else:
-            wanted = min(chunk, spec.limit - int(state["materialized"]))
-            sql = _page_sql(
-                spec.table, only_unprocessed=spec.only_unprocessed, images=spec.table == "images"
-            )
+            if source is None:
+                raise LookupError(f"batch {spec.batch} reads a table but has no source connection")
+            wanted = max(min(chunk, spec.limit - int(state["materialized"])), 0)
+            sql = _page_sql(spec.table, only_unprocessed=spec.only_unprocessed)
             cursor_in = state["source_cursor"] if state["source_cursor"] is not None else -(2**63)
-            row = await conn.fetchrow(sql, prefix, ops, spec.batch, cursor_in, max(wanted, 0))
-            assert row is not None
-            taken = int(row["rows"])
-            cursor = row["last"] if row["last"] is not None else state["source_cursor"]
+            rows = await source.pool.fetch(sql, cursor_in, wanted)
+            ids = [int(r["id"]) for r in rows]
+            seed_rows = source.own_database and spec.table == "images"
+            await conn.execute(
+                SOURCE_ITEMS_SQL,
+                prefix,
+                ops,
+                spec.batch,
+                ids,
+                [r["url"] for r in rows],
+                ids if seed_rows else [None] * len(ids),
+            )
+            taken = len(rows)
+            cursor = ids[-1] if ids else state["source_cursor"]
             finished = taken < wanted or int(state["materialized"]) + taken >= spec.limit
         materialized = int(state["materialized"]) + taken if spec.urls is None else taken
         await conn.execute(

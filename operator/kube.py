@@ -8,6 +8,7 @@ KEDA, `spec.replicas` is KEDA's), and a repeated apply of the same object is a n
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -111,6 +112,21 @@ class Kube:
                 return False
             raise
         return True
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's values, decoded; None when it does not exist."""
+        try:
+            secret = await self._run(
+                lambda: self._core.read_namespaced_secret(
+                    name, namespace, _request_timeout=TIMEOUT_SECONDS
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = secret.data or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
 
     async def crd_installed(self, name: str) -> bool:
         try:

@@ -26,6 +26,7 @@ from imagebatch.operator.context import OperatorContext
 from imagebatch.operator.progress import Problem
 from imagebatch.operator.publisher import Outcome, publish_chunk
 from imagebatch.operator.queues import ensure_queue
+from imagebatch.operator.sources import SourceConnection
 
 log = logging.getLogger(__name__)
 MAX_PAUSE_SECONDS = 30.0
@@ -65,7 +66,12 @@ class Pump:
     async def _feed(self, spec: RunSpec) -> None:
         feed = await items.register(self.ctx.pool, spec, self.uid)
         channel = await self.ctx.broker.channel(publisher_confirms=True, on_return_raises=True)
-        materializer = asyncio.create_task(self._materialize(spec, feed), name="materialize")
+        source = (
+            None if spec.urls is not None else await self.ctx.sources.for_namespace(spec.namespace)
+        )
+        materializer = asyncio.create_task(
+            self._materialize(spec, feed, source), name="materialize"
+        )
         try:
             exchange = await ensure_queue(channel, self.ctx.settings, spec)
             while True:
@@ -90,11 +96,13 @@ class Pump:
         self.published_all = True
         log.info("%s: all items published", self.batch)
 
-    async def _materialize(self, spec: RunSpec, feed: items.Feed) -> None:
+    async def _materialize(
+        self, spec: RunSpec, feed: items.Feed, source: SourceConnection | None
+    ) -> None:
         chunk = self.ctx.settings.publish_chunk_size
         while not feed.materialized_all:
             await self.gate.wait()
-            feed = await items.materialize_step(self.ctx.pool, spec, self.uid, chunk)
+            feed = await items.materialize_step(self.ctx.pool, source, spec, self.uid, chunk)
             self._made.set()
 
     async def _publish_pass(self, spec: RunSpec, exchange: AbstractExchange) -> bool:

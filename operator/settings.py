@@ -47,6 +47,13 @@ class OperatorSettings(CommonSettings):
         default="imagebatch-connections",
         description="Secret in the batch's namespace with the workers' RABBIT_URL/DATABASE_URL.",
     )
+    default_source_database_url: str | None = Field(
+        default=None,
+        description="Where batches read a Postgres source when their namespace's connections "
+        "Secret has no SOURCE_DATABASE_URL: a shared source database a cluster admin allows "
+        "every namespace to read (give it a read-only role). Unset: such batches fail "
+        "SourceInvalid; the operator's own DATABASE_URL is never used for sources.",
+    )
     worker_data_claim: str = Field(
         default="imagebatch-data",
         description="PersistentVolumeClaim mounted at /data (for a file:// output only).",

@@ -151,7 +151,11 @@ async def servers(
                 NAMESPACE,
                 {
                     "metadata": {"name": SECRET},
-                    "stringData": {"RABBIT_URL": rabbit.url, "DATABASE_URL": postgres.url},
+                    "stringData": {
+                        "RABBIT_URL": rabbit.url,
+                        "DATABASE_URL": postgres.url,
+                        "SOURCE_DATABASE_URL": postgres.url,  # batches read `images` here
+                    },
                 },
             )
             env = {

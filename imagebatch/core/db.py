@@ -15,6 +15,8 @@ import asyncpg
 
 MIGRATIONS_LOCK_ID = 0x1A6EBA7C
 """Advisory lock key that serialises concurrent migration runs."""
+MIGRATIONS_TABLE = "schema_migrations"
+"""Which migrations were applied, and when."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -55,23 +57,35 @@ def migration_files() -> list[tuple[str, str]]:
     return [(p.name.removesuffix(".sql"), p.read_text()) for p in entries]
 
 
+async def _all_applied(conn: asyncpg.Connection) -> bool:
+    """Whether every migration is recorded, asked without any privilege beyond reading the
+    record: a least-privileged service (which may not create or alter tables) starts when
+    the operator has migrated."""
+    if await conn.fetchval("SELECT to_regclass($1)", MIGRATIONS_TABLE) is None:
+        return False
+    done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {MIGRATIONS_TABLE}")}
+    return all(version in done for version, _ in migration_files())
+
+
 async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
     """Apply the migrations not yet recorded; returns the versions applied now."""
+    if await _all_applied(conn):
+        return []
     applied_now: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATIONS_LOCK_ID)
         await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} ("
             " version TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         )
         done: set[str] = {
-            r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")
+            r["version"] for r in await conn.fetch(f"SELECT version FROM {MIGRATIONS_TABLE}")
         }
         for version, sql in migration_files():
             if version in done:
                 continue
             await conn.execute(sql)
-            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            await conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (version) VALUES ($1)", version)
             applied_now.append(version)
     return applied_now
 

@@ -55,6 +55,7 @@ from imagebatch.devservers.supervisor import WorkerSupervisor
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "default"
 SECRET = "imagebatch-connections"
+SOURCE_ROLE = "imagebatch_source"
 SEED_ROWS = 300
 SEED_PICTURES = 30
 """Distinct sample names among the seeded rows. The sample server draws each name once (~0.1-0.2
@@ -100,11 +101,21 @@ def draw_seed_pictures() -> None:
         sample_jpeg(f"photo-{n}")
 
 
+def source_url(database_url: str) -> str:
+    """The demo's SOURCE_DATABASE_URL: the read-only `imagebatch_source` role (migration 0007)
+    on the same database, as the dev manifests have it."""
+    scheme, _, rest = database_url.partition("://")
+    return f"{scheme}://{SOURCE_ROLE}:{SOURCE_ROLE}@{rest.split('@', 1)[-1]}"
+
+
 async def seed(database_url: str, port: int) -> None:
-    """Migrations, and the seed's `images` rows pointing at the sample server."""
+    """Migrations, the read-only source login, and the seed's `images` rows pointing at the
+    sample server."""
     await migrate(database_url)
     conn: asyncpg.Connection = await asyncpg.connect(database_url)
     try:
+        await conn.execute(f"ALTER ROLE {SOURCE_ROLE} LOGIN PASSWORD '{SOURCE_ROLE}'")
+        await conn.execute(f"ALTER ROLE {SOURCE_ROLE} SET default_transaction_read_only = on")
         if not await conn.fetchval("SELECT count(*) FROM images"):
             await conn.execute(
                 "INSERT INTO images (url) SELECT 'http://127.0.0.1:' || $1 || '/samples/photo-'"
@@ -281,6 +292,7 @@ async def run(args: argparse.Namespace) -> int:
             plane, "-n", NAMESPACE, "create", "secret", "generic", SECRET,
             f"--from-literal=RABBIT_URL={rabbit.url}",
             f"--from-literal=DATABASE_URL={database_url}",
+            f"--from-literal=SOURCE_DATABASE_URL={source_url(database_url)}",
             "--from-literal=ALLOW_PRIVATE_SOURCES=true",
             *(f"--from-literal={k}={v}" for k, v in (s3.aws_env() if s3 else {}).items()),
         )  # fmt: skip

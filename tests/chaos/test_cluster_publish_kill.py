@@ -26,12 +26,10 @@ from imagebatch.core.imagebatch import run_spec
 from imagebatch.core.settings import CommonSettings
 from imagebatch.core.topology import batch_queue_name
 from imagebatch.devservers.rabbitmq_cluster import RabbitMQCluster
-from imagebatch.operator.context import OperatorContext
-from imagebatch.operator.kube import Kube
-from imagebatch.operator.metrics import OperatorMetrics
 from imagebatch.operator.pump import Pump
 from imagebatch.operator.settings import OperatorSettings
 from tests.support.api import api_settings, running_api
+from tests.support.pump_context import pump_context
 
 pytestmark = pytest.mark.slow
 
@@ -134,9 +132,7 @@ async def publish_through_the_operator(
     pool = await asyncpg.create_pool(messaging.database_url, min_size=1, max_size=4)
     broker = await connect(messaging.rabbit_url)
     try:
-        context = OperatorContext(
-            settings, pool, broker, kube=cast(Kube, None), metrics=OperatorMetrics()
-        )
+        context = pump_context(settings, pool, broker)
         gate = asyncio.Event()
         gate.set()
         on_started()

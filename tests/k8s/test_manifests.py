@@ -9,8 +9,12 @@ connections Secret)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import subprocess
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
+from imagebatch.core.imagebatch import run_spec
+from imagebatch.operator import children
+from imagebatch.operator.settings import OperatorSettings
 from tests.support.contract import ANY_PROCESS_ENV
 from tests.support.k8s import KubeCluster
 
@@ -208,21 +215,48 @@ def test_our_processes_get_only_contract_environment_variables(
         assert set(environment(rendered, container)) <= ANY_PROCESS_ENV, name
 
 
-def test_the_connection_urls_name_the_in_cluster_services(rendered: list[dict[str, Any]]) -> None:
-    connections = of_kind(rendered, "Secret")["imagebatch-connections"]["stringData"]
-    services = of_kind(rendered, "Service")
-    postgres = of_kind(rendered, "Secret")["postgres"]["stringData"]
-    rabbit = of_kind(rendered, "Secret")["rabbitmq"]["stringData"]
-    port = services["postgres"]["spec"]["ports"][0]["port"]
-    database = f"@postgres.{NAMESPACE}.svc.cluster.local:{port}/"
-    assert connections["DATABASE_URL"] == (
-        f"postgresql://{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}"
-        f"{database}{postgres['POSTGRES_DB']}"
+SERVICE_SECRETS = {
+    "worker": ("imagebatch-connections", "imagebatch_worker", "imagebatch-worker"),
+    "api": ("imagebatch-api-connections", "imagebatch_api", "imagebatch-api"),
+    "operator": ("imagebatch-operator-connections", "imagebatch", "imagebatch-operator"),
+}
+"""Each service's Secret, PostgreSQL role and RabbitMQ user."""
+
+
+def rabbit_password_matches(user: dict[str, str], password: str) -> bool:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+    raw = base64.b64decode(user["password_hash"])
+    return raw[4:] == hashlib.sha256(raw[:4] + password.encode()).digest()
+
+
+def test_each_service_connects_as_its_own_role_and_user(rendered: list[dict[str, Any]]) -> None:
+    secrets = of_kind(rendered, "Secret")
+    port = of_kind(rendered, "Service")["postgres"]["spec"]["ports"][0]["port"]
+    database = of_kind(rendered, "Secret")["postgres"]["stringData"]["POSTGRES_DB"]
+    definitions = json.loads((BASE / "rabbitmq-definitions.json").read_text())
+    users = {u["name"]: u for u in definitions["users"]}
+    roles_sql = (BASE / "seed" / "02-roles.sql").read_text()
+    for service, (secret, role, user) in SERVICE_SECRETS.items():
+        container = containers_of_our_image(rendered)[service]
+        assert [e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e] == [
+            secret
+        ], service
+        values = secrets[secret]["stringData"]
+        assert values["DATABASE_URL"] == (
+            f"postgresql://{role}:{role}@postgres.{NAMESPACE}.svc.cluster.local:{port}/{database}"
+        )
+        assert f"'{role}'" in roles_sql, f"02-roles.sql makes {role}"
+        rabbit = urllib.parse.urlsplit(values["RABBIT_URL"])
+        assert (rabbit.username, rabbit.hostname, rabbit.port) == (
+            user,
+            f"rabbitmq.{NAMESPACE}.svc.cluster.local",
+            5672,
+        )
+        assert rabbit_password_matches(users[user], rabbit.password or ""), service
+    source = urllib.parse.urlsplit(
+        secrets["imagebatch-connections"]["stringData"]["SOURCE_DATABASE_URL"]
     )
-    assert connections["RABBIT_URL"] == (
-        f"amqp://{rabbit['RABBITMQ_DEFAULT_USER']}:{rabbit['RABBITMQ_DEFAULT_PASS']}"
-        f"@rabbitmq.{NAMESPACE}.svc.cluster.local:5672/"
-    )
+    assert source.username == "imagebatch_source", "batches read the seed through a read-only role"
 
 
 def test_api_and_workers_share_the_data_volume(rendered: list[dict[str, Any]]) -> None:
@@ -264,7 +298,8 @@ def test_the_s3_variant_mounts_no_data_volume_on_the_api_or_the_shared_worker(
     for name in ("api", "worker"):
         assert "data" not in {v["name"] for v in specs[name].get("volumes") or []}, name
         (container,) = specs[name]["containers"]
-        assert not container.get("volumeMounts"), name
+        mounts = [m["mountPath"] for m in container.get("volumeMounts") or []]
+        assert mounts == ["/tmp"], f"{name}: scratch space only"
 
 
 def test_the_s3_variant_keeps_thumbnails_and_uploads_in_one_bucket(
@@ -508,3 +543,83 @@ def test_workers_do_not_mount_a_token(rendered: list[dict[str, Any]]) -> None:
     assert accounts["imagebatch-worker"]["automountServiceAccountToken"] is False
     assert pod_specs(rendered)["worker"]["serviceAccountName"] == "imagebatch-worker"
     assert re.fullmatch(r"imagebatch-\w+", pod_specs(rendered)["api"]["serviceAccountName"])
+
+
+def pod_of(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The pod a workload would create, for the admission checks pods alone get."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def admitted_under_restricted(
+    kube_cluster: KubeCluster, namespace: str, objects: list[dict[str, Any]], folder: Path
+) -> subprocess.CompletedProcess[str]:
+    path = folder / "objects.yaml"
+    path.write_text(yaml.safe_dump_all(objects))
+    return kube_cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", str(path), check=False
+    )
+
+
+def test_the_manifests_namespace_enforces_the_restricted_pod_security_standard(
+    rendered: list[dict[str, Any]],
+) -> None:
+    labels = of_kind(rendered, "Namespace")[NAMESPACE]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@VARIANTS
+def test_every_pod_is_admitted_where_restricted_is_enforced(
+    kube_cluster: KubeCluster, namespace: str, variant: Path, tmp_path: Path
+) -> None:
+    rendered = render(kube_cluster, variant)
+    pods = []
+    for doc in rendered:
+        if doc["kind"] in {"Deployment", "StatefulSet"}:
+            spec = dict(doc["spec"]["template"]["spec"])
+            claims = doc["spec"].get("volumeClaimTemplates", [])  # the StatefulSet's own PVCs
+            claimed = [{"name": c["metadata"]["name"], "emptyDir": {}} for c in claims]
+            spec["volumes"] = [*spec.get("volumes", []), *claimed]
+            pods.append(pod_of(f"pss-{doc['metadata']['name']}", spec))
+
+    result = admitted_under_restricted(kube_cluster, namespace, pods, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert "PodSecurity" not in result.stderr, result.stderr
+    workloads = kube_cluster.kubectl("apply", "--dry-run=server", "-k", str(variant))
+    assert "PodSecurity" not in workloads.stderr, "warn=restricted checks the templates too"
+
+
+@pytest.mark.parametrize("output", ["file:///data", "s3://thumbs"])
+def test_the_operator_s_worker_pods_are_admitted_where_restricted_is_enforced(
+    kube_cluster: KubeCluster, namespace: str, output: str, tmp_path: Path
+) -> None:
+    settings = OperatorSettings(
+        database_url="postgresql://u:p@postgres:5432/images",
+        rabbit_url="amqp://u:p@rabbitmq:5672/",
+        worker_output_url=output,
+    )
+    spec = run_spec(namespace, "pss", {"source": {"urls": ["https://a.test/x.jpg"]}})
+    workers = children.deployment(spec, "0123456789abcdef", settings, replicas=1)
+    workers["metadata"].pop("ownerReferences", None)
+
+    result = admitted_under_restricted(
+        kube_cluster,
+        namespace,
+        [workers, pod_of("pss-batch-worker", workers["spec"]["template"]["spec"])],
+        tmp_path,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "PodSecurity" not in result.stderr, result.stderr
+
+
+def test_every_component_has_a_network_policy(rendered: list[dict[str, Any]]) -> None:
+    policies = of_kind(rendered, "NetworkPolicy").values()
+    selected = {p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in policies}
+    workloads = {
+        spec["metadata"]["labels"]["app.kubernetes.io/name"]
+        for doc in rendered
+        if doc["kind"] in {"Deployment", "StatefulSet"}
+        for spec in [doc["spec"]["template"]]
+    }
+    assert workloads <= selected

@@ -13,6 +13,9 @@ CONNECTION_ENV = frozenset(
         "OTEL_EXPORTER_OTLP_PROTOCOL",
     }
 )
+SOURCE_ENV = frozenset({"SOURCE_DATABASE_URL"})
+"""The connections Secret's source key (⚑ Security): only the operator reads it (from the
+batch's namespace), but every container that takes that Secret through envFrom sees it."""
 STORE_ENV = frozenset(
     {
         "AWS_ENDPOINT_URL_S3",
@@ -27,6 +30,7 @@ STORE_ENV = frozenset(
 writes a bucket, in Kubernetes from the connections Secret."""
 CONTRACT_ENV: dict[str, frozenset[str]] = {
     "worker": CONNECTION_ENV
+    | SOURCE_ENV
     | MESSAGING_ENV
     | STORE_ENV
     | {
@@ -40,6 +44,7 @@ CONTRACT_ENV: dict[str, frozenset[str]] = {
         "ALLOW_PRIVATE_SOURCES",
     },
     "api": CONNECTION_ENV
+    | SOURCE_ENV
     | MESSAGING_ENV
     | STORE_ENV
     | {
@@ -57,6 +62,7 @@ CONTRACT_ENV: dict[str, frozenset[str]] = {
     },
     "samples": frozenset(),
     "operator": CONNECTION_ENV
+    | SOURCE_ENV
     | MESSAGING_ENV
     | STORE_ENV
     | {
@@ -68,6 +74,7 @@ CONTRACT_ENV: dict[str, frozenset[str]] = {
         "PUBLISH_CHUNK_SIZE",
         "WORKER_IMAGE",
         "WORKER_CONNECTIONS_SECRET",
+        "DEFAULT_SOURCE_DATABASE_URL",
         "WORKER_DATA_CLAIM",
         "WORKER_OUTPUT_URL",
         "RABBIT_MANAGEMENT_URL",

@@ -201,11 +201,13 @@ def create_connections_secret(
     cluster: KubeCluster, namespace: str, messaging: CommonSettings, **extra: str
 ) -> str:
     """The Secret worker pods take RABBIT_URL/DATABASE_URL (and `extra`, e.g. the AWS
-    variables of an object store) from; the local workers trust the loopback image server, as
-    a dev cluster trusts its sample server."""
+    variables of an object store) from, and the operator the namespace's source database
+    (`SOURCE_DATABASE_URL`: the test's own database); the local workers trust the loopback
+    image server, as a dev cluster trusts its sample server."""
     values = {
         "RABBIT_URL": messaging.rabbit_url,
         "DATABASE_URL": messaging.database_url,
+        "SOURCE_DATABASE_URL": messaging.database_url,
         "ALLOW_PRIVATE_SOURCES": "true",
         **extra,
     }

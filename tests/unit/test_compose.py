@@ -10,7 +10,9 @@ layer order that keeps rebuilds fast."""
 from __future__ import annotations
 
 import ast
+import base64
 import fnmatch
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -188,13 +190,13 @@ def test_the_services_reach_postgres_with_the_credentials_it_is_given(
     assert (REPO / "db/init", "/docker-entrypoint-initdb.d") in [
         (source, target) for source, target in bind_mounts(services["postgres"])
     ]
-    for name in ("api", "worker"):
+    roles = (REPO / "db/init/02-roles.sql").read_text()
+    # The api migrates (there is no operator here): the owner. The worker: its own role.
+    for name, role in (("api", "imagebatch"), ("worker", "imagebatch_worker")):
         url = urlsplit(env(services[name])["DATABASE_URL"])
         assert (url.hostname, url.port, url.path) == ("postgres", 5432, "/images"), name
-        assert (url.username, url.password) == (
-            postgres["POSTGRES_USER"],
-            postgres["POSTGRES_PASSWORD"],
-        )
+        assert (url.username, url.password) == (role, role), "02-roles.sql's dev password"
+        assert f"'{role}'" in roles, f"02-roles.sql makes {role}"
 
 
 def test_the_services_reach_rabbitmq_with_a_user_allowed_over_the_network(
@@ -204,13 +206,15 @@ def test_the_services_reach_rabbitmq_with_a_user_allowed_over_the_network(
     assert rabbit["RABBITMQ_DEFAULT_USER"] != "guest", "guest may only log in from localhost"
     assert services["rabbitmq"]["image"].startswith("rabbitmq:3.")
     assert services["rabbitmq"]["image"].endswith("-management"), "the management UI on 15672"
+    definitions = json.loads((REPO / "manifests/base/rabbitmq-definitions.json").read_text())
+    users = {u["name"]: u for u in definitions["users"]}
+    assert rabbit["RABBITMQ_DEFAULT_USER"] in users, "the file keeps the documented admin"
     for name in ("api", "worker"):
         url = urlsplit(env(services[name])["RABBIT_URL"])
         assert (url.scheme, url.hostname, url.port) == ("amqp", "rabbitmq", 5672), name
-        assert (url.username, url.password) == (
-            rabbit["RABBITMQ_DEFAULT_USER"],
-            rabbit["RABBITMQ_DEFAULT_PASS"],
-        )
+        assert url.username == f"imagebatch-{name}", "each service its own user"
+        raw = base64.b64decode(users[url.username]["password_hash"])
+        assert raw[4:] == hashlib.sha256(raw[:4] + (url.password or "").encode()).digest()
 
 
 def test_the_worker_may_fetch_from_the_private_sample_server_and_the_file_says_why(

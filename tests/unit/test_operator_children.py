@@ -183,9 +183,12 @@ def test_the_worker_runs_the_operators_image_and_command() -> None:
 
 def test_the_data_claim_is_mounted_at_data() -> None:
     obj = worker_deployment(settings=make_settings(worker_data_claim="thumbs"))
-    (volume,) = pod_spec(obj)["volumes"]
+    volume, scratch = pod_spec(obj)["volumes"]
     assert volume["persistentVolumeClaim"] == {"claimName": "thumbs"}
-    assert container(obj)["volumeMounts"] == [{"name": volume["name"], "mountPath": "/data"}]
+    assert container(obj)["volumeMounts"] == [
+        {"name": volume["name"], "mountPath": "/data"},
+        {"name": scratch["name"], "mountPath": "/tmp"},
+    ]
 
 
 def test_a_file_output_elsewhere_mounts_the_claim_there() -> None:
@@ -209,8 +212,8 @@ def test_a_bucket_output_mounts_no_volume_so_workers_can_run_on_any_node(
         make_spec(output_url=spec_url), make_settings(worker_output_url=setting)
     )
     assert env(obj)["OUTPUT_URL"] == expected
-    assert "volumes" not in pod_spec(obj)
-    assert "volumeMounts" not in container(obj)
+    assert pod_spec(obj)["volumes"] == [{"name": "tmp", "emptyDir": {}}], "scratch space only"
+    assert container(obj)["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert container(obj)["envFrom"] == [{"secretRef": {"name": "imagebatch-connections"}}]
 
 
@@ -336,3 +339,14 @@ def test_the_children_of_two_batches_do_not_collide() -> None:
     other_ns = make_spec(namespace="team-b")
     assert env(worker_deployment(other_ns))["QUEUE"] == "images.batch.team-b.holiday"
     assert worker_deployment(other_ns)["metadata"]["namespace"] == "team-b"
+
+
+def test_worker_pods_meet_the_restricted_pod_security_standard() -> None:
+    pod = pod_spec(worker_deployment())
+    assert pod["securityContext"]["runAsNonRoot"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container(worker_deployment())["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
