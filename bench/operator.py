@@ -76,6 +76,7 @@ from aio_pika.abc import AbstractRobustConnection  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 from opentelemetry import trace  # noqa: E402
 
+from imagebatch.core.batch_status import BatchStatus  # noqa: E402
 from imagebatch.core.broker import connect, job_message, producer_channel  # noqa: E402
 from imagebatch.core.db import create_pool, migrate  # noqa: E402
 from imagebatch.core.imagebatch import GROUP, PLURAL, VERSION, RunSpec, run_spec  # noqa: E402
@@ -853,7 +854,7 @@ async def refresh_part(
         await ensure_queue(channel, server.messaging, spec)
         parts: dict[str, list[float]] = {"batch_counts": [], "queue_stats": [], "decide": []}
         totals: list[float] = []
-        previous: dict[str, Any] = {}
+        previous = BatchStatus()
         await pool.execute("CHECKPOINT")  # the inserts' dirty pages written before timing
         await asyncio.sleep(1.0)
         counts = await batch_counts(pool, spec.batch)

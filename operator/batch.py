@@ -16,26 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from imagebatch.core.batch_status import BatchStatus
 from imagebatch.core.dependencies import DB_ERRORS
 from imagebatch.core.imagebatch import RunSpec, SpecInvalid, run_spec
 from imagebatch.core.jobs import BatchCounts, batch_counts
 from imagebatch.core.outages import current_outages
-from imagebatch.operator import children, conditions
+from imagebatch.operator import children
 from imagebatch.operator.context import OperatorContext
 from imagebatch.operator.progress import (
-    FINISHED,
     Decision,
     Observation,
     Problem,
     QueueStats,
     decide,
-    timestamp,
 )
 from imagebatch.operator.pump import Pump
 from imagebatch.operator.queues import ensure_queue, own_channel, queue_stats
@@ -67,7 +65,8 @@ class BatchRun:
         self._source_checked: tuple[int, Problem | None] | None = None
         self._applied: dict[str, dict[str, Any]] = {}
         self._queue_declared = False
-        self._status: dict[str, Any] = dict(body.get("status") or {})
+        self._status = BatchStatus.read(body.get("status"))
+        """The status as last written (or found)."""
 
     @property
     def batch(self) -> str:
@@ -83,11 +82,7 @@ class BatchRun:
                 except Exception:  # a bug or an outage nobody modelled: log it, keep the batch
                     log.exception("%s: refreshing the batch failed; trying again", self.batch)
                     changed = True
-                idle = (
-                    self._status.get("phase") in FINISHED
-                    and not changed
-                    and not self._status.get("workers")
-                )
+                idle = self._status.finished and not changed and not self._status.workers
                 interval = self.ctx.settings.status_interval_seconds * (IDLE_FACTOR if idle else 1)
                 with contextlib.suppress(TimeoutError):  # a refresh every interval, not after
                     await asyncio.wait_for(
@@ -109,8 +104,15 @@ class BatchRun:
             spec = run_spec(self.namespace, self.name, dict(self.body.get("spec") or {}))
         except SpecInvalid as exc:
             problems.append(Problem("SpecInvalid", str(exc), fatal=True))
-        if spec is None:
-            return await self._report_unrunnable(generation, problems)
+        if spec is None:  # nothing can be done but say so
+            self._gate.clear()
+            return await self._report(
+                decide(
+                    None,
+                    self._status,
+                    Observation(generation, self._counts(), None, False, tuple(problems)),
+                )
+            )
         problems += await self._check(spec, generation)
         if self._pump.problem is not None:
             problems.append(self._pump.problem)
@@ -167,13 +169,7 @@ class BatchRun:
     async def _observe(
         self, spec: RunSpec, problems: list[Problem]
     ) -> tuple[BatchCounts, QueueStats | None]:
-        counts = BatchCounts(
-            total=int(self._status.get("total") or 0),
-            published=int(self._status.get("published") or 0),
-            completed=int(self._status.get("succeeded") or 0),
-            failed=int(self._status.get("failed") or 0),
-            retried=int(self._status.get("retried") or 0),
-        )
+        counts = self._counts()
         try:
             counts = await batch_counts(self.ctx.pool, self.batch)
         except DB_ERRORS as exc:
@@ -197,6 +193,17 @@ class BatchRun:
         except Exception as exc:  # connection errors, or a channel the broker just closed
             problems.append(Problem("BrokerUnavailable", f"cannot reach RabbitMQ: {exc!r}"))
         return counts, queue
+
+    def _counts(self) -> BatchCounts:
+        """The counts the status last reported (when PostgreSQL cannot be asked)."""
+        status = self._status
+        return BatchCounts(
+            total=status.total,
+            published=status.published,
+            completed=status.succeeded,
+            failed=status.failed,
+            retried=status.retried,
+        )
 
     async def _ensure_children(self, spec: RunSpec, decision: Decision) -> None:
         settings = self.ctx.settings
@@ -230,39 +237,19 @@ class BatchRun:
             log.warning("%s: cannot apply the batch's children: %r", self.batch, exc)
 
     async def _report(self, decision: Decision) -> bool:
+        """Write the decided status, then post its Events: only once the status that records
+        the transition is written, so a failed write (decided again next tick) posts nothing
+        twice. Returns whether the status changed."""
         status = decision.status
-        kept = {k: v for k, v in status.items() if v is not None}
-        changed = kept != {k: v for k, v in self._status.items() if k in status or k in kept}
+        changed = status.to_kube() != self._status.to_kube()
         if changed:
             try:
-                await self.ctx.kube.patch_status(self.namespace, self.name, status)
+                await self.ctx.kube.patch_status(self.namespace, self.name, status.to_kube())
             except Exception as exc:
                 log.warning("%s: cannot update the status: %r", self.batch, exc)
                 return False
-            self._status = kept
+            self._status = status
         for event in decision.events:
             self.post_event(event.type, event.reason, event.message)
-        self.ctx.metrics.phase(self.batch, status.get("phase"))
+        self.ctx.metrics.phase(self.batch, status.phase)
         return changed
-
-    async def _report_unrunnable(self, generation: int, problems: list[Problem]) -> bool:
-        """A spec that cannot even be read: Failed with the reason, nothing else done."""
-        now = timestamp(dt.datetime.now(dt.UTC))
-        problem = problems[0]
-        status = {
-            **self._status,
-            "phase": "Failed",
-            "observedGeneration": generation,
-            "completionTime": self._status.get("completionTime") or now,
-            "conditions": conditions.apply(
-                self._status.get("conditions") or [],
-                [conditions.Condition("Failed", True, problem.reason, problem.message)],
-                now,
-            ),
-        }
-        if status == self._status:
-            return False
-        self.post_event("Warning", problem.reason, problem.message)
-        await self.ctx.kube.patch_status(self.namespace, self.name, status)
-        self._status = status
-        return True

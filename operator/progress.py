@@ -13,15 +13,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from imagebatch.core.batch_status import ACTIVE, FINISHED, BatchStatus, Phase
 from imagebatch.core.imagebatch import RunSpec
 from imagebatch.core.jobs import BatchCounts
 from imagebatch.operator import conditions as cond
 from imagebatch.operator.conditions import Condition
 from imagebatch.operator.scaling import desired_replicas
 
-Phase = Literal["Pending", "Publishing", "Running", "Succeeded", "Failed", "Suspended"]
-FINISHED: frozenset[str] = frozenset({"Succeeded", "Failed"})
-ACTIVE: frozenset[str] = frozenset({"Publishing", "Running"})
+__all__ = ["ACTIVE", "FINISHED", "Decision", "Event", "Observation", "Problem", "decide"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class Event:
 
 @dataclass(frozen=True)
 class Decision:
-    status: dict[str, Any]
+    status: BatchStatus
     events: tuple[Event, ...]
     replicas: int
     """Workers wanted when the operator scales by itself."""
@@ -89,11 +88,13 @@ def parse_time(value: Any) -> dt.datetime | None:
         return None
 
 
-def _failure(spec: RunSpec, obs: Observation, start: dt.datetime | None) -> Problem | None:
+def _failure(spec: RunSpec | None, obs: Observation, start: dt.datetime | None) -> Problem | None:
     """Why the batch fails now, if it does."""
     fatal = next((p for p in obs.problems if p.fatal), None)
     if fatal is not None:
         return fatal
+    if spec is None:
+        return Problem("SpecInvalid", "the spec cannot be read", fatal=True)
     counts = obs.counts
     budget = spec.failure_budget(counts.total)
     if counts.failed > budget:
@@ -113,9 +114,9 @@ def _failure(spec: RunSpec, obs: Observation, start: dt.datetime | None) -> Prob
     return None
 
 
-def _phase(spec: RunSpec, obs: Observation, previous: str | None) -> Phase:
+def _phase(spec: RunSpec, obs: Observation, previous: Phase | None) -> Phase:
     if previous in FINISHED:
-        return previous  # type: ignore[return-value]
+        return previous
     if spec.suspend:
         return "Suspended"
     if obs.published_all and obs.counts.done >= obs.counts.total:
@@ -125,23 +126,32 @@ def _phase(spec: RunSpec, obs: Observation, previous: str | None) -> Phase:
     return "Publishing"
 
 
-def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decision:
-    """The new status and what to do about it (see the module's docstring)."""
+def decide(spec: RunSpec | None, previous: BatchStatus, obs: Observation) -> Decision:
+    """The new status and what to do about it (see the module's docstring). `spec` None: the
+    spec cannot be read (the CRD installed is older than the operator, or was edited); the batch
+    fails with the fatal problem `obs` carries, and nothing else is done."""
     now = timestamp(obs.now)
-    old_phase = previous.get("phase")
-    start = parse_time(previous.get("startTime"))
+    old_phase = previous.phase
+    start = parse_time(previous.start_time)
     counts = obs.counts
     events: list[Event] = []
     updates: list[Condition] = []
+    suspend = spec.suspend if spec is not None else False
 
     failure = None if old_phase in FINISHED else _failure(spec, obs, start)
-    phase: Phase = "Failed" if failure is not None else _phase(spec, obs, old_phase)
+    phase: Phase
+    if failure is not None:
+        phase = "Failed"
+    elif spec is None:
+        phase = old_phase or "Failed"
+    else:
+        phase = _phase(spec, obs, old_phase)
 
     if phase in ACTIVE and start is None:
         start = obs.now
     if phase == "Suspended":
         start = None  # as a Job's: the deadline counts again from the resumption
-    completion = previous.get("completionTime")
+    completion = previous.completion_time
     if phase in FINISHED and completion is None:
         completion = now
 
@@ -150,13 +160,13 @@ def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decisio
         updates.append(Condition("Suspended", True, "Suspended", "spec.suspend is true"))
         if not obs.published_all:
             updates.append(Condition("Published", False, "Suspended", published_message))
-    elif not spec.suspend and cond.is_true(previous.get("conditions") or [], "Suspended"):
+    elif spec is not None and not suspend and previous.is_true("Suspended"):
         updates.append(Condition("Suspended", False, "Resumed", "spec.suspend is false"))
         events.append(Event("Normal", "Resumed", "the batch goes on where it stopped"))
     if old_phase != "Suspended" and phase == "Suspended":
         events.append(Event("Normal", "Suspended", "publishing stopped, workers scaled to 0"))
 
-    was_published = cond.is_true(previous.get("conditions") or [], "Published")
+    was_published = previous.is_true("Published")
     if obs.published_all:
         updates.append(Condition("Published", True, "AllPublished", published_message))
         if not was_published:
@@ -173,7 +183,7 @@ def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decisio
         events.append(Event("Warning", failure.reason, failure.message))
 
     degraded = [p for p in obs.problems if not p.fatal]
-    was_degraded = cond.is_true(previous.get("conditions") or [], "Degraded")
+    was_degraded = previous.is_true("Degraded")
     if degraded:
         first = degraded[0]
         message = "; ".join(p.message for p in degraded)
@@ -184,31 +194,33 @@ def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decisio
         updates.append(Condition("Degraded", False, "Recovered", "nothing stands in the way"))
 
     queue = obs.queue
-    status: dict[str, Any] = {
-        "phase": phase,
-        "total": counts.total,
-        "published": counts.published,
-        "succeeded": counts.completed,
-        "failed": counts.failed,
-        "retried": counts.retried,
-        "queued": queue.messages if queue else int(previous.get("queued") or 0),
-        "workers": queue.consumers if queue else int(previous.get("workers") or 0),
-        "progress": f"{counts.done}/{counts.total}",
-        "output": obs.output if obs.output is not None else previous.get("output"),
-        "startTime": timestamp(start) if start is not None else None,
-        "completionTime": completion,
-        "observedGeneration": obs.generation,
-        "conditions": cond.apply(previous.get("conditions") or [], updates, now),
-    }
+    status = previous.model_copy(
+        update={
+            "phase": phase,
+            "total": counts.total,
+            "published": counts.published,
+            "succeeded": counts.completed,
+            "failed": counts.failed,
+            "retried": counts.retried,
+            "queued": queue.messages if queue else previous.queued,
+            "workers": queue.consumers if queue else previous.workers,
+            "progress": f"{counts.done}/{counts.total}",
+            "output": obs.output if obs.output is not None else previous.output,
+            "start_time": timestamp(start) if start is not None else None,
+            "completion_time": completion,
+            "observed_generation": obs.generation,
+            "conditions": cond.apply(previous.conditions, updates, now),
+        }
+    )
     finished_at = parse_time(completion)
-    ttl = spec.ttl_seconds_after_finished
+    ttl = spec.ttl_seconds_after_finished if spec is not None else None
     expired = (
         phase in FINISHED
         and ttl is not None
         and finished_at is not None
         and (obs.now - finished_at).total_seconds() >= ttl
     )
-    active = phase in ACTIVE
+    active = phase in ACTIVE and spec is not None
     return Decision(
         status=status,
         events=tuple(events),
@@ -218,7 +230,9 @@ def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decisio
             minimum=spec.min_replicas,
             maximum=spec.max_replicas,
             active=active,
-        ),
+        )
+        if spec is not None
+        else 0,
         paused=not active,
         publish=active and not any(p.fatal for p in obs.problems),
         delete=expired,
