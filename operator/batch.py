@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from imagebatch.core.batch_status import BatchStatus
+from imagebatch.core.batch_status import BatchStatus, LastRetry
 from imagebatch.core.dependencies import DB_ERRORS
 from imagebatch.core.imagebatch import RunSpec, SpecInvalid, run_spec
 from imagebatch.core.jobs import BatchCounts, batch_counts
 from imagebatch.core.outages import current_outages
-from imagebatch.operator import children
+from imagebatch.operator import children, retries
 from imagebatch.operator.context import OperatorContext
 from imagebatch.operator.progress import (
     Decision,
@@ -67,6 +67,9 @@ class BatchRun:
         self._queue_declared = False
         self._status = BatchStatus.read(body.get("status"))
         """The status as last written (or found)."""
+        self._retry: LastRetry | None = None
+        """The last retry-failed request acted on, as PostgreSQL records it."""
+        self._retry_loaded = False
 
     @property
     def batch(self) -> str:
@@ -83,16 +86,27 @@ class BatchRun:
                     log.exception("%s: refreshing the batch failed; trying again", self.batch)
                     changed = True
                 idle = self._status.finished and not changed and not self._status.workers
-                interval = self.ctx.settings.status_interval_seconds * (IDLE_FACTOR if idle else 1)
-                with contextlib.suppress(TimeoutError):  # a refresh every interval, not after
-                    await asyncio.wait_for(
-                        stop.wait(), timeout=interval - (time.monotonic() - began)
-                    )
+                await self._wait(stop, began, idle)
         finally:
-            if self._pumping is not None:
-                self._pumping.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._pumping
+            await self._stop_pump()
+
+    async def _wait(self, stop: asyncio.Event, began: float, idle: bool) -> None:
+        """Until the next refresh: one interval after the last one began, not after it ended;
+        IDLE_FACTOR intervals for an idle batch, cut short by a retry request."""
+        interval = self.ctx.settings.status_interval_seconds
+        for step in range(IDLE_FACTOR if idle else 1):
+            if step and self._retry_due():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stop.wait(), timeout=interval * (step + 1) - (time.monotonic() - began)
+                )
+            if stop.is_set():
+                return
+
+    def _retry_due(self) -> bool:
+        request = retries.requested(self.body["metadata"].get("annotations"))
+        return retries.due(request, self._status.phase, self._retry)
 
     async def tick(self) -> bool:
         """One round of observe → decide → apply; returns whether the status changed."""
@@ -114,6 +128,7 @@ class BatchRun:
                 )
             )
         problems += await self._check(spec, generation)
+        await self._retry_failed()
         if self._pump.problem is not None:
             problems.append(self._pump.problem)
         counts, queue = await self._observe(spec, problems)
@@ -127,12 +142,13 @@ class BatchRun:
                 self._pump.published_all,
                 tuple(problems),
                 output=spec.output_location(self.ctx.settings.worker_output_url),
+                retry=self._retry,
             ),
         )
         self.ctx.metrics.refresh_seconds.observe(time.perf_counter() - began)
         if decision.publish:  # never with a fatal problem (decide); a missing Secret is not one
             self._gate.set()
-            if self._pumping is None:
+            if self._pumping is None or self._pumping.done():
                 self._pumping = asyncio.create_task(self._pump.run(spec), name=f"pump {self.batch}")
         else:
             self._gate.clear()
@@ -142,6 +158,35 @@ class BatchRun:
             log.info("%s: ttlSecondsAfterFinished passed; deleting the batch", self.batch)
             await self.ctx.kube.delete_batch(self.namespace, self.name, self.uid)
         return changed
+
+    async def _retry_failed(self) -> None:
+        """Act on a new `imagejobs.io/retry-failed` value (retries.py): the failed items go
+        back to work, and the pump publishes them again."""
+        try:
+            if not self._retry_loaded:
+                self._retry = await retries.recorded(self.ctx.pool, self.batch, self.uid)
+                self._retry_loaded = True
+            request = retries.requested(self.body["metadata"].get("annotations"))
+            if request is None or not retries.due(request, self._status.phase, self._retry):
+                return
+            record = await retries.retry_failed(self.ctx.pool, self.batch, self.uid, request)
+        except DB_ERRORS as exc:  # asked again next tick; the counts say the database is down
+            log.warning("%s: cannot retry the failed items yet: %r", self.batch, exc)
+            return
+        if record is None:
+            return
+        self._retry = record
+        log.info("%s: retry %r sent %d failed items back", self.batch, request, record.items)
+        if record.items:  # a pump that has finished, or is finishing, would miss them
+            await self._stop_pump()
+            self._pump.published_all = False
+
+    async def _stop_pump(self) -> None:
+        if self._pumping is not None:
+            self._pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pumping
+            self._pumping = None
 
     async def _check(self, spec: RunSpec, generation: int) -> list[Problem]:
         problems: list[Problem] = []
@@ -203,6 +248,7 @@ class BatchRun:
             completed=status.succeeded,
             failed=status.failed,
             retried=status.retried,
+            failure_codes=tuple((r.reason, r.count) for r in status.failure_reasons),
         )
 
     async def _ensure_children(self, spec: RunSpec, decision: Decision) -> None:

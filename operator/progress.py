@@ -13,7 +13,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from imagebatch.core.batch_status import ACTIVE, FINISHED, BatchStatus, Phase
+from imagebatch.core.batch_status import (
+    ACTIVE,
+    FINISHED,
+    BatchStatus,
+    LastRetry,
+    Phase,
+    top_reasons,
+)
 from imagebatch.core.imagebatch import RunSpec
 from imagebatch.core.jobs import BatchCounts
 from imagebatch.operator import conditions as cond
@@ -52,6 +59,10 @@ class Observation:
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     output: str | None = None
     """Where the thumbnails are (`status.output`), or None to keep the previous value."""
+    retry: LastRetry | None = None
+    """The last `imagejobs.io/retry-failed` request acted on (PostgreSQL's record; retries.py),
+    or None when there was none. One the status does not show yet is a retry that just
+    happened: the batch runs again."""
 
 
 @dataclass(frozen=True)
@@ -114,16 +125,24 @@ def _failure(spec: RunSpec | None, obs: Observation, start: dt.datetime | None) 
     return None
 
 
-def _phase(spec: RunSpec, obs: Observation, previous: Phase | None) -> Phase:
+def _phase(spec: RunSpec, obs: Observation, previous: Phase | None, published: bool) -> Phase:
     if previous in FINISHED:
         return previous
     if spec.suspend:
         return "Suspended"
-    if obs.published_all and obs.counts.done >= obs.counts.total:
+    if published and obs.counts.done >= obs.counts.total:
         return "Succeeded"
-    if obs.published_all:
+    if published:
         return "Running"
     return "Publishing"
+
+
+def _new_retry(previous: BatchStatus, obs: Observation) -> LastRetry | None:
+    """The retry `obs` records that the status does not show yet, if there is one."""
+    retry, shown = obs.retry, previous.last_retry
+    if retry is None or (shown is not None and shown.request == retry.request):
+        return None
+    return retry
 
 
 def decide(spec: RunSpec | None, previous: BatchStatus, obs: Observation) -> Decision:
@@ -133,11 +152,29 @@ def decide(spec: RunSpec | None, previous: BatchStatus, obs: Observation) -> Dec
     now = timestamp(obs.now)
     old_phase = previous.phase
     start = parse_time(previous.start_time)
+    completion = previous.completion_time
     counts = obs.counts
     events: list[Event] = []
     updates: list[Condition] = []
     suspend = spec.suspend if spec is not None else False
 
+    retry = _new_retry(previous, obs)
+    if retry is not None:
+        message = f"{retry.items} failed items sent back to work (retry-failed={retry.request!r})"
+        events.append(Event("Normal", "RetryingFailed", message))
+        if retry.items and old_phase in FINISHED:  # judged again, its clock started again
+            reopened = [Condition("Complete", False, "RetryingFailed", message)]
+            if previous.condition("Failed") is not None:
+                reopened.append(Condition("Failed", False, "RetryingFailed", message))
+            previous = previous.model_copy(
+                update={"conditions": cond.apply(previous.conditions, reopened, now)}
+            )
+            old_phase, start, completion = "Running", None, None
+
+    was_published = previous.is_true("Published")
+    # Once every item was published, items published again (retried, or not yet seen as
+    # published by a pump started after a restart) leave the batch Running.
+    published = obs.published_all or was_published
     failure = None if old_phase in FINISHED else _failure(spec, obs, start)
     phase: Phase
     if failure is not None:
@@ -145,20 +182,19 @@ def decide(spec: RunSpec | None, previous: BatchStatus, obs: Observation) -> Dec
     elif spec is None:
         phase = old_phase or "Failed"
     else:
-        phase = _phase(spec, obs, old_phase)
+        phase = _phase(spec, obs, old_phase, published)
 
     if phase in ACTIVE and start is None:
         start = obs.now
     if phase == "Suspended":
         start = None  # as a Job's: the deadline counts again from the resumption
-    completion = previous.completion_time
     if phase in FINISHED and completion is None:
         completion = now
 
     published_message = f"{counts.published} of {counts.total} items published"
     if phase == "Suspended":
         updates.append(Condition("Suspended", True, "Suspended", "spec.suspend is true"))
-        if not obs.published_all:
+        if not published:
             updates.append(Condition("Published", False, "Suspended", published_message))
     elif spec is not None and not suspend and previous.is_true("Suspended"):
         updates.append(Condition("Suspended", False, "Resumed", "spec.suspend is false"))
@@ -166,12 +202,11 @@ def decide(spec: RunSpec | None, previous: BatchStatus, obs: Observation) -> Dec
     if old_phase != "Suspended" and phase == "Suspended":
         events.append(Event("Normal", "Suspended", "publishing stopped, workers scaled to 0"))
 
-    was_published = previous.is_true("Published")
     if obs.published_all:
         updates.append(Condition("Published", True, "AllPublished", published_message))
         if not was_published:
             events.append(Event("Normal", "Published", published_message))
-    elif phase in ACTIVE:
+    elif phase in ACTIVE and not was_published:
         updates.append(Condition("Published", False, "Publishing", published_message))
 
     done_message = f"{counts.completed} succeeded, {counts.failed} failed of {counts.total}"
@@ -210,6 +245,8 @@ def decide(spec: RunSpec | None, previous: BatchStatus, obs: Observation) -> Dec
             "completion_time": completion,
             "observed_generation": obs.generation,
             "conditions": cond.apply(previous.conditions, updates, now),
+            "failure_reasons": top_reasons(counts.failure_codes),
+            "last_retry": obs.retry or previous.last_retry,
         }
     )
     finished_at = parse_time(completion)

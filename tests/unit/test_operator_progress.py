@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from imagebatch.core.batch_status import BatchStatus
+from imagebatch.core.batch_status import BatchStatus, LastRetry
 from imagebatch.core.imagebatch import RunSpec, run_spec
 from imagebatch.core.jobs import BatchCounts
 from imagebatch.operator.progress import (
@@ -553,3 +553,136 @@ def test_the_status_is_written_as_the_crd_names_its_fields() -> None:
     assert {"startTime", "completionTime", "observedGeneration", "failureReasons"} <= set(status)
     assert status["conditions"][0]["lastTransitionTime"] == timestamp(T0)
     assert BatchStatus.read(status).to_kube() == status, "what the operator writes, it reads"
+
+
+def retry(request: str, items: int) -> LastRetry:
+    return LastRetry(request=request, items=items, time=timestamp(at(100)))
+
+
+RETRIES = [
+    pytest.param(
+        {},
+        [Tick(completed=70, failed=30), Tick(100, completed=70), Tick(110, completed=100)],
+        ["Failed", "Running", "Succeeded"],
+        ["Published", "TooManyFailures", "RetryingFailed", "Succeeded"],
+        id="a-failed-batch-retried-is-judged-again-and-succeeds",
+    ),
+    pytest.param(
+        {},
+        [Tick(completed=95, failed=5), Tick(100, completed=95), Tick(110, completed=100)],
+        ["Succeeded", "Running", "Succeeded"],
+        ["Published", "Succeeded", "RetryingFailed", "Succeeded"],
+        id="a-succeeded-batch-with-failures-runs-again-and-ends-again",
+    ),
+    pytest.param(
+        {},
+        [Tick(completed=50, failed=30), Tick(100, completed=50), Tick(110, completed=100)],
+        ["Failed", "Running", "Succeeded"],
+        ["Published", "TooManyFailures", "RetryingFailed", "Succeeded"],
+        id="the-items-still-queued-when-it-failed-are-done-too",
+    ),
+    pytest.param(
+        {},
+        [Tick(completed=70, failed=30), Tick(100, completed=70, failed=30)],
+        ["Failed", "Failed"],
+        ["Published", "TooManyFailures", "RetryingFailed", "TooManyFailures"],
+        id="failing-again-past-max-failed-is-failed-again",
+    ),
+    pytest.param(
+        {},
+        [Tick(completed=40), Tick(100, completed=40), Tick(110, completed=100)],
+        ["Running", "Running", "Succeeded"],
+        ["Published", "RetryingFailed", "Succeeded"],
+        id="a-running-batch-goes-on",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "ticks", "phases", "events"), RETRIES)
+def test_a_retry_of_the_failed_items(
+    overrides: dict[str, Any], ticks: list[Tick], phases: list[str], events: list[str]
+) -> None:
+    """The first tick before the retry, the others after it (its record in every observation,
+    as PostgreSQL keeps it): the items it reset are no longer failed, nor published yet."""
+    spec, status, decisions = make_spec(**overrides), BatchStatus(), []
+    for n, tick in enumerate(ticks):
+        obs = observe(
+            seconds=tick.seconds,
+            published=tick.completed + tick.failed if n else TOTAL,
+            completed=tick.completed,
+            failed=tick.failed,
+        )
+        after = dataclasses.replace(obs, retry=retry("r1", 30), published_all=False) if n else obs
+        decisions.append(decide(spec, status, after))
+        status = decisions[-1].status
+    assert [d.status.phase for d in decisions] == phases
+    assert [reason for d in decisions for reason in reasons(d)] == events
+
+
+def test_a_retried_batch_records_the_request_reopens_and_brings_its_workers_back() -> None:
+    spec = make_spec()
+    (failed,) = run(spec, [Tick(completed=70, failed=30)])
+    obs = observe(seconds=100, published=70, completed=70)
+    retried = decide(spec, failed.status, dataclasses.replace(obs, retry=retry("r1", 30)))
+    assert retried.status.last_retry == retry("r1", 30)
+    assert retried.status.failed == 0
+    assert (retried.publish, retried.paused, retried.replicas) == (True, False, 1)
+    assert retried.status.completion_time is None
+    assert retried.status.start_time == timestamp(at(100)), "its deadline counts again"
+    for kind in ("Complete", "Failed"):
+        reopened = condition(retried.status, kind)
+        assert reopened is not None
+        assert (reopened["status"], reopened["reason"]) == ("False", "RetryingFailed")
+    (event,) = retried.events
+    assert (event.type, event.reason) == ("Normal", "RetryingFailed")
+    assert "30 failed items" in event.message
+    assert "r1" in event.message
+    published = condition(retried.status, "Published")
+    assert published is not None
+    assert published["status"] == "True", "publishing the retried items again is Running"
+
+
+def test_the_same_request_seen_again_changes_nothing() -> None:
+    spec = make_spec()
+    (done,) = run(spec, [Tick(completed=95, failed=5)])
+    pending = observe(seconds=100, published=95, completed=95)
+    once = decide(spec, done.status, dataclasses.replace(pending, retry=retry("r1", 5)))
+    obs = dataclasses.replace(observe(seconds=101, completed=100), retry=retry("r1", 5))
+    again = decide(spec, once.status, obs)
+    later = decide(spec, again.status, dataclasses.replace(obs, now=at(200)))
+    assert reasons(once) == ["RetryingFailed"]
+    assert reasons(again) == ["Succeeded"]
+    assert reasons(later) == []
+    assert later.status.last_retry == retry("r1", 5)
+    assert later.status.completion_time == timestamp(at(101))
+
+
+def test_a_retry_with_no_failed_item_says_so_and_leaves_a_finished_batch_finished() -> None:
+    spec = make_spec()
+    (done,) = run(spec, [Tick(completed=100)])
+    obs = dataclasses.replace(observe(seconds=50, completed=100), retry=retry("r2", 0))
+    decision = decide(spec, done.status, obs)
+    assert decision.status.phase == "Succeeded"
+    assert decision.status.completion_time == timestamp(T0)
+    assert [(e.reason, e.message.split(" ")[0]) for e in decision.events] == [
+        ("RetryingFailed", "0")
+    ]
+    assert decision.status.last_retry == retry("r2", 0)
+
+
+def test_failure_reasons_come_from_the_counts_most_frequent_first() -> None:
+    obs = dataclasses.replace(
+        observe(completed=60, failed=40),
+        counts=BatchCounts(
+            total=100,
+            published=100,
+            completed=60,
+            failed=40,
+            failure_codes=(("http_404", 30), ("not_an_image", 10)),
+        ),
+    )
+    status = decide(make_spec(max_failed=50), BatchStatus(), obs).status
+    assert status.to_kube()["failureReasons"] == [
+        {"reason": "http_404", "count": 30},
+        {"reason": "not_an_image", "count": 10},
+    ]
