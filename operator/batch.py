@@ -148,7 +148,7 @@ class BatchRun:
         self.ctx.metrics.refresh_seconds.observe(time.perf_counter() - began)
         if decision.publish:  # never with a fatal problem (decide); a missing Secret is not one
             self._gate.set()
-            if self._pumping is None or self._pumping.done():
+            if self._pumping is None:
                 self._pumping = asyncio.create_task(self._pump.run(spec), name=f"pump {self.batch}")
         else:
             self._gate.clear()
