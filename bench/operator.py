@@ -32,7 +32,8 @@ lag      a 5,000-item batch (postgres source) is published, then, after an offse
 refresh  1,000,000 jobs rows of one batch, inserted with the batch_counts triggers and, in a
          second database, with them disabled (--insert-pairs pairs in alternating order: the
          triggers' cost on a bulk insert); then what the operator does per status refresh —
-         `batch_counts` + a passive queue declaration (`queue_stats`) + `progress.decide` —
+         `batch_counts` (with the top 10 of 13 failure reason codes) + a passive queue
+         declaration (`queue_stats`) + `progress.decide` —
          median and p95 over --refreshes repetitions (target < 50 ms), next to the naive
          `GROUP BY status` count over the batch's rows.
 
@@ -76,7 +77,7 @@ from aio_pika.abc import AbstractRobustConnection  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 from opentelemetry import trace  # noqa: E402
 
-from imagebatch.core.batch_status import BatchStatus  # noqa: E402
+from imagebatch.core.batch_status import MAX_FAILURE_REASONS, BatchStatus  # noqa: E402
 from imagebatch.core.broker import connect, job_message, producer_channel  # noqa: E402
 from imagebatch.core.db import create_pool, migrate  # noqa: E402
 from imagebatch.core.imagebatch import GROUP, PLURAL, VERSION, RunSpec, run_spec  # noqa: E402
@@ -769,13 +770,18 @@ async def lag_part(server: Servers, size: int, runs: int) -> dict[str, Any]:
 
 
 BIG_INSERT_SQL = f"""
-INSERT INTO jobs (id, kind, url, batch, status)
+INSERT INTO jobs (id, kind, url, batch, status, error_code)
 SELECT 'b-' || g, 'batch', 'http://x/' || g, '{BIG_BATCH}',
-       CASE WHEN g % 3 = 0 THEN 'completed' ELSE 'pending' END
+       CASE WHEN g % 3 = 0 THEN 'completed' WHEN g % 10 = 1 THEN 'failed' ELSE 'pending' END,
+       CASE WHEN g % 3 <> 0 AND g % 10 = 1 THEN 'http_' || (400 + (g / 10) % 13) END
   FROM generate_series(1, {BIG_ITEMS}) g
 """
+"""A third of the items completed, ~6 % failed under 13 reason codes (the status names the top
+10), the rest pending."""
 WARM_UP = 10
 NAIVE_SQL = "SELECT status, count(*) FROM jobs WHERE batch = $1 GROUP BY status"
+COUNTS_ONLY_SQL = "SELECT * FROM batch_counts WHERE batch = $1"
+"""The refresh's read before `failureReasons` (for the ratio in the same run)."""
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -858,7 +864,10 @@ async def refresh_part(
         await pool.execute("CHECKPOINT")  # the inserts' dirty pages written before timing
         await asyncio.sleep(1.0)
         counts = await batch_counts(pool, spec.batch)
+        parts["counts_without_reasons"] = []
         for n in range(repetitions + WARM_UP):
+            t = time.perf_counter()
+            await pool.fetchrow(COUNTS_ONLY_SQL, spec.batch)
             t0 = time.perf_counter()
             counts = await batch_counts(pool, spec.batch)
             t1 = time.perf_counter()
@@ -868,6 +877,7 @@ async def refresh_part(
             t3 = time.perf_counter()
             previous = decision.status
             if n >= WARM_UP:
+                parts["counts_without_reasons"].append(t0 - t)
                 parts["batch_counts"].append(t1 - t0)
                 parts["queue_stats"].append(t2 - t1)
                 parts["decide"].append(t3 - t2)
@@ -895,7 +905,11 @@ async def refresh_part(
     finally:
         await connection.close()
         await pool.close()
-    if (counts.total, counts.completed) != (BIG_ITEMS, naive_counts.get("completed")):
+    if (counts.total, counts.completed, counts.failed) != (
+        BIG_ITEMS,
+        naive_counts.get("completed"),
+        naive_counts.get("failed"),
+    ) or len(counts.failure_codes) != MAX_FAILURE_REASONS:
         raise RuntimeError(f"batch_counts {counts} disagree with the rows: {naive_counts}")
     for label in ("plain", "triggers"):
         await server.pool.execute(f"DROP DATABASE big_{label}")
@@ -917,7 +931,17 @@ async def refresh_part(
             if secret_lookups
             else {}
         ),
-        "counts_read": {"total": counts.total, "completed": counts.completed},
+        "counts_read": {
+            "total": counts.total,
+            "completed": counts.completed,
+            "failed": counts.failed,
+            "failure_reasons": len(counts.failure_codes),
+        },
+        "batch_counts_vs_counts_without_reasons_median": round(
+            statistics.median(parts["batch_counts"])
+            / statistics.median(parts["counts_without_reasons"]),
+            2,
+        ),
         "naive_group_by_repetitions": naive_repetitions,
         "naive_group_by": summary_ms(naive),
         "naive_vs_refresh_median": round(statistics.median(naive) / statistics.median(totals), 1),
