@@ -16,27 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from imagebatch.core.batch_status import BatchStatus, LastRetry
 from imagebatch.core.dependencies import DB_ERRORS
 from imagebatch.core.imagebatch import RunSpec, SpecInvalid, run_spec
 from imagebatch.core.jobs import BatchCounts, batch_counts
 from imagebatch.core.outages import current_outages
-from imagebatch.operator import children, conditions
+from imagebatch.operator import children, retries
 from imagebatch.operator.context import OperatorContext
 from imagebatch.operator.endings import Endings, notified_condition
 from imagebatch.operator.progress import (
-    FINISHED,
     Decision,
     Observation,
     Problem,
     QueueStats,
     decide,
-    timestamp,
 )
 from imagebatch.operator.pump import Pump
 from imagebatch.operator.queues import ensure_queue, own_channel, queue_stats
@@ -68,7 +66,11 @@ class BatchRun:
         self._source_checked: tuple[int, Problem | None] | None = None
         self._applied: dict[str, dict[str, Any]] = {}
         self._queue_declared = False
-        self._status: dict[str, Any] = dict(body.get("status") or {})
+        self._status = BatchStatus.read(body.get("status"))
+        """The status as last written (or found)."""
+        self._retry: LastRetry | None = None
+        """The last retry-failed request acted on, as PostgreSQL records it."""
+        self._retry_loaded = False
         self._endings = Endings(ctx, self.batch, self.uid)
 
     @property
@@ -85,22 +87,29 @@ class BatchRun:
                 except Exception:  # a bug or an outage nobody modelled: log it, keep the batch
                     log.exception("%s: refreshing the batch failed; trying again", self.batch)
                     changed = True
-                idle = (
-                    self._status.get("phase") in FINISHED
-                    and not changed
-                    and not self._status.get("workers")
-                )
-                interval = self.ctx.settings.status_interval_seconds * (IDLE_FACTOR if idle else 1)
-                with contextlib.suppress(TimeoutError):  # a refresh every interval, not after
-                    await asyncio.wait_for(
-                        stop.wait(), timeout=interval - (time.monotonic() - began)
-                    )
+                idle = self._status.finished and not changed and not self._status.workers
+                await self._wait(stop, began, idle)
         finally:
             await self._endings.close()
-            if self._pumping is not None:
-                self._pumping.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._pumping
+            await self._stop_pump()
+
+    async def _wait(self, stop: asyncio.Event, began: float, idle: bool) -> None:
+        """Until the next refresh: one interval after the last one began, not after it ended;
+        IDLE_FACTOR intervals for an idle batch, cut short by a retry request."""
+        interval = self.ctx.settings.status_interval_seconds
+        for step in range(IDLE_FACTOR if idle else 1):
+            if step and self._retry_due():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    stop.wait(), timeout=interval * (step + 1) - (time.monotonic() - began)
+                )
+            if stop.is_set():
+                return
+
+    def _retry_due(self) -> bool:
+        request = retries.requested(self.body["metadata"].get("annotations"))
+        return retries.due(request, self._status.phase, self._retry)
 
     async def tick(self) -> bool:
         """One round of observe → decide → apply; returns whether the status changed."""
@@ -112,13 +121,22 @@ class BatchRun:
             spec = run_spec(self.namespace, self.name, dict(self.body.get("spec") or {}))
         except SpecInvalid as exc:
             problems.append(Problem("SpecInvalid", str(exc), fatal=True))
-        if spec is None:
-            return await self._report_unrunnable(generation, problems)
+        if spec is None:  # nothing can be done but say so
+            self._gate.clear()
+            return await self._report(
+                decide(
+                    None,
+                    self._status,
+                    Observation(generation, self._counts(), None, False, tuple(problems)),
+                )
+            )
         problems += await self._check(spec, generation)
+        await self._retry_failed()
         if self._pump.problem is not None:
             problems.append(self._pump.problem)
         counts, queue = await self._observe(spec, problems)
-        ending = await self._endings.observe(spec, self._status)  # what an ended batch is owed
+        # what an ended batch is owed: its manifest, its notification
+        ending = await self._endings.observe(spec, self._status.to_kube())
         decision = decide(
             spec,
             self._status,
@@ -131,6 +149,7 @@ class BatchRun:
                 output=spec.output_location(self.ctx.settings.worker_output_url),
                 manifest=ending.manifest if ending is not None else None,
                 notified=notified_condition(spec, ending),
+                retry=self._retry,
             ),
         )
         self.ctx.metrics.refresh_seconds.observe(time.perf_counter() - began)
@@ -146,6 +165,35 @@ class BatchRun:
             log.info("%s: ttlSecondsAfterFinished passed; deleting the batch", self.batch)
             await self.ctx.kube.delete_batch(self.namespace, self.name, self.uid)
         return changed
+
+    async def _retry_failed(self) -> None:
+        """Act on a new `imagejobs.io/retry-failed` value (retries.py): the failed items go
+        back to work, and the pump publishes them again."""
+        try:
+            if not self._retry_loaded:
+                self._retry = await retries.recorded(self.ctx.pool, self.batch, self.uid)
+                self._retry_loaded = True
+            request = retries.requested(self.body["metadata"].get("annotations"))
+            if request is None or not retries.due(request, self._status.phase, self._retry):
+                return
+            record = await retries.retry_failed(self.ctx.pool, self.batch, self.uid, request)
+        except DB_ERRORS as exc:  # asked again next tick; the counts say the database is down
+            log.warning("%s: cannot retry the failed items yet: %r", self.batch, exc)
+            return
+        if record is None:
+            return
+        self._retry = record
+        log.info("%s: retry %r sent %d failed items back", self.batch, request, record.items)
+        if record.items:  # a pump that has finished, or is finishing, would miss them
+            await self._stop_pump()
+            self._pump.published_all = False
+
+    async def _stop_pump(self) -> None:
+        if self._pumping is not None:
+            self._pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pumping
+            self._pumping = None
 
     async def _check(self, spec: RunSpec, generation: int) -> list[Problem]:
         problems: list[Problem] = []
@@ -176,13 +224,7 @@ class BatchRun:
     async def _observe(
         self, spec: RunSpec, problems: list[Problem]
     ) -> tuple[BatchCounts, QueueStats | None]:
-        counts = BatchCounts(
-            total=int(self._status.get("total") or 0),
-            published=int(self._status.get("published") or 0),
-            completed=int(self._status.get("succeeded") or 0),
-            failed=int(self._status.get("failed") or 0),
-            retried=int(self._status.get("retried") or 0),
-        )
+        counts = self._counts()
         try:
             counts = await batch_counts(self.ctx.pool, self.batch)
         except DB_ERRORS as exc:
@@ -206,6 +248,18 @@ class BatchRun:
         except Exception as exc:  # connection errors, or a channel the broker just closed
             problems.append(Problem("BrokerUnavailable", f"cannot reach RabbitMQ: {exc!r}"))
         return counts, queue
+
+    def _counts(self) -> BatchCounts:
+        """The counts the status last reported (when PostgreSQL cannot be asked)."""
+        status = self._status
+        return BatchCounts(
+            total=status.total,
+            published=status.published,
+            completed=status.succeeded,
+            failed=status.failed,
+            retried=status.retried,
+            failure_codes=tuple((r.reason, r.count) for r in status.failure_reasons),
+        )
 
     async def _ensure_children(self, spec: RunSpec, decision: Decision) -> None:
         settings = self.ctx.settings
@@ -239,39 +293,19 @@ class BatchRun:
             log.warning("%s: cannot apply the batch's children: %r", self.batch, exc)
 
     async def _report(self, decision: Decision) -> bool:
+        """Write the decided status, then post its Events: only once the status that records
+        the transition is written, so a failed write (decided again next tick) posts nothing
+        twice. Returns whether the status changed."""
         status = decision.status
-        kept = {k: v for k, v in status.items() if v is not None}
-        changed = kept != {k: v for k, v in self._status.items() if k in status or k in kept}
+        changed = status.to_kube() != self._status.to_kube()
         if changed:
             try:
-                await self.ctx.kube.patch_status(self.namespace, self.name, status)
+                await self.ctx.kube.patch_status(self.namespace, self.name, status.to_kube())
             except Exception as exc:
                 log.warning("%s: cannot update the status: %r", self.batch, exc)
                 return False
-            self._status = kept
+            self._status = status
         for event in decision.events:
             self.post_event(event.type, event.reason, event.message)
-        self.ctx.metrics.phase(self.batch, status.get("phase"))
+        self.ctx.metrics.phase(self.batch, status.phase)
         return changed
-
-    async def _report_unrunnable(self, generation: int, problems: list[Problem]) -> bool:
-        """A spec that cannot even be read: Failed with the reason, nothing else done."""
-        now = timestamp(dt.datetime.now(dt.UTC))
-        problem = problems[0]
-        status = {
-            **self._status,
-            "phase": "Failed",
-            "observedGeneration": generation,
-            "completionTime": self._status.get("completionTime") or now,
-            "conditions": conditions.apply(
-                self._status.get("conditions") or [],
-                [conditions.Condition("Failed", True, problem.reason, problem.message)],
-                now,
-            ),
-        }
-        if status == self._status:
-            return False
-        self.post_event("Warning", problem.reason, problem.message)
-        await self.ctx.kube.patch_status(self.namespace, self.name, status)
-        self._status = status
-        return True

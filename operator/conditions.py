@@ -3,8 +3,11 @@ condition's `status` changes; reason and message may change without a transition
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
+
+from imagebatch.core.batch_status import StatusCondition
 
 ConditionType = Literal["Published", "Complete", "Failed", "Suspended", "Degraded", "Notified"]
 ORDER: tuple[ConditionType, ...] = (
@@ -21,24 +24,25 @@ class Condition:
 
 
 def apply(
-    previous: list[dict[str, Any]], updates: list[Condition], now: str
-) -> list[dict[str, Any]]:
+    previous: Iterable[StatusCondition], updates: list[Condition], now: str
+) -> tuple[StatusCondition, ...]:
     """The conditions after `updates`, in a stable order; conditions not updated stay as they
-    were."""
-    by_type = {c.get("type"): dict(c) for c in previous if isinstance(c, dict)}
+    were (those of types this operator does not know last)."""
+    by_type = {c.type: c for c in previous}
     for update in updates:
-        status = "True" if update.status else "False"
+        status: Literal["True", "False"] = "True" if update.status else "False"
         old = by_type.get(update.type)
-        changed = old is None or old.get("status") != status
-        by_type[update.type] = {
-            "type": update.type,
-            "status": status,
-            "reason": update.reason,
-            "message": update.message,
-            "lastTransitionTime": now if changed or old is None else old.get("lastTransitionTime"),
-        }
-    return [by_type[t] for t in ORDER if t in by_type]
+        changed = old is None or old.status != status
+        by_type[update.type] = StatusCondition(
+            type=update.type,
+            status=status,
+            reason=update.reason,
+            message=update.message,
+            last_transition_time=now if changed or old is None else old.last_transition_time,
+        )
+    known = [by_type.pop(t) for t in ORDER if t in by_type]
+    return (*known, *by_type.values())
 
 
-def is_true(conditions: list[dict[str, Any]], kind: ConditionType) -> bool:
-    return any(c.get("type") == kind and c.get("status") == "True" for c in conditions)
+def is_true(conditions: Iterable[StatusCondition], kind: ConditionType) -> bool:
+    return any(c.type == kind and c.is_true for c in conditions)

@@ -49,7 +49,7 @@ REGISTER_SQL = """
 INSERT INTO batches (batch, uid) VALUES ($1, $2)
 ON CONFLICT (batch) DO UPDATE
    SET uid = EXCLUDED.uid, source_cursor = NULL, materialized = 0, materialized_at = NULL,
-       created_at = now()
+       retry_request = NULL, retry_items = NULL, retried_at = NULL, created_at = now()
  WHERE batches.uid <> EXCLUDED.uid
 RETURNING materialized, materialized_at IS NOT NULL AS done
 """
@@ -87,16 +87,22 @@ INVALID_URL = (
     f"{MAX_URL_LENGTH} characters' END"
 )
 """Why a source row cannot become a message; its item is recorded failed with that reason."""
+INVALID_URL_CODE = "invalid_url"
+"""The reason code of such an item (the worker's, for a URL it cannot fetch)."""
+MALFORMED_CODE = "malformed"
+"""The reason code of an item whose message cannot be built (the worker's, for a bad body)."""
 
 
 def _insert_items(source: str) -> str:
     """An INSERT of pending items (failed ones for unusable urls) from `source` rows with
     columns key, url, image_id."""
     return f"""
-    INSERT INTO jobs (id, kind, url, ops, batch, image_id, status, error, completed_at)
+    INSERT INTO jobs (id, kind, url, ops, batch, image_id, status, error, error_code,
+                      completed_at)
     SELECT $1 || '-' || src.key, 'batch', coalesce(src.url, ''), $2::jsonb, $3, src.image_id,
            CASE WHEN ({INVALID_URL}) IS NULL THEN 'pending' ELSE 'failed' END,
            {INVALID_URL},
+           CASE WHEN ({INVALID_URL}) IS NULL THEN NULL ELSE '{INVALID_URL_CODE}' END,
            CASE WHEN ({INVALID_URL}) IS NULL THEN NULL ELSE now() END
       FROM {source} src
     ON CONFLICT (id) DO NOTHING
@@ -203,7 +209,7 @@ async def unpublished(
 async def fail(pool: asyncpg.Pool, failures: list[tuple[str, str]]) -> None:
     """Items that can never be a message: failed, with why."""
     await pool.execute(
-        "UPDATE jobs SET status = 'failed', error = t.reason,"
+        f"UPDATE jobs SET status = 'failed', error = t.reason, error_code = '{MALFORMED_CODE}',"
         " completed_at = now(), updated_at = now()"
         " FROM unnest($1::text[], $2::text[]) AS t(id, reason)"
         " WHERE jobs.id = t.id AND jobs.status = 'pending'",
@@ -217,6 +223,7 @@ async def forget(pool: asyncpg.Pool, batch: str) -> int:
     async with pool.acquire() as conn, conn.transaction():
         result: str = await conn.execute("DELETE FROM jobs WHERE batch = $1", batch)
         await conn.execute("DELETE FROM batch_counts WHERE batch = $1", batch)
+        await conn.execute("DELETE FROM batch_failures WHERE batch = $1", batch)
         await conn.execute("DELETE FROM batches WHERE batch = $1", batch)
         await conn.execute("DELETE FROM batch_endings WHERE batch = $1", batch)
     return int(result.split()[-1])

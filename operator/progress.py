@@ -13,15 +13,21 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from imagebatch.core.batch_status import (
+    ACTIVE,
+    FINISHED,
+    BatchStatus,
+    LastRetry,
+    Phase,
+    top_reasons,
+)
 from imagebatch.core.imagebatch import RunSpec
 from imagebatch.core.jobs import BatchCounts
 from imagebatch.operator import conditions as cond
 from imagebatch.operator.conditions import Condition
 from imagebatch.operator.scaling import desired_replicas
 
-Phase = Literal["Pending", "Publishing", "Running", "Succeeded", "Failed", "Suspended"]
-FINISHED: frozenset[str] = frozenset({"Succeeded", "Failed"})
-ACTIVE: frozenset[str] = frozenset({"Publishing", "Running"})
+__all__ = ["ACTIVE", "FINISHED", "Decision", "Event", "Observation", "Problem", "decide"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,10 @@ class Observation:
     """The latest ending's manifest (`status.manifest`), or None to keep the previous value."""
     notified: Condition | None = None
     """The latest ending's notification as the `Notified` condition, None to leave it as is."""
+    retry: LastRetry | None = None
+    """The last `imagejobs.io/retry-failed` request acted on (PostgreSQL's record; retries.py),
+    or None when there was none. One the status does not show yet is a retry that just
+    happened: the batch runs again."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,7 @@ class Event:
 
 @dataclass(frozen=True)
 class Decision:
-    status: dict[str, Any]
+    status: BatchStatus
     events: tuple[Event, ...]
     replicas: int
     """Workers wanted when the operator scales by itself."""
@@ -93,11 +103,13 @@ def parse_time(value: Any) -> dt.datetime | None:
         return None
 
 
-def _failure(spec: RunSpec, obs: Observation, start: dt.datetime | None) -> Problem | None:
+def _failure(spec: RunSpec | None, obs: Observation, start: dt.datetime | None) -> Problem | None:
     """Why the batch fails now, if it does."""
     fatal = next((p for p in obs.problems if p.fatal), None)
     if fatal is not None:
         return fatal
+    if spec is None:
+        return Problem("SpecInvalid", "the spec cannot be read", fatal=True)
     counts = obs.counts
     budget = spec.failure_budget(counts.total)
     if counts.failed > budget:
@@ -117,55 +129,88 @@ def _failure(spec: RunSpec, obs: Observation, start: dt.datetime | None) -> Prob
     return None
 
 
-def _phase(spec: RunSpec, obs: Observation, previous: str | None) -> Phase:
+def _phase(spec: RunSpec, obs: Observation, previous: Phase | None, published: bool) -> Phase:
     if previous in FINISHED:
-        return previous  # type: ignore[return-value]
+        return previous
     if spec.suspend:
         return "Suspended"
-    if obs.published_all and obs.counts.done >= obs.counts.total:
+    if published and obs.counts.done >= obs.counts.total:
         return "Succeeded"
-    if obs.published_all:
+    if published:
         return "Running"
     return "Publishing"
 
 
-def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decision:
-    """The new status and what to do about it (see the module's docstring)."""
+def _new_retry(previous: BatchStatus, obs: Observation) -> LastRetry | None:
+    """The retry `obs` records that the status does not show yet, if there is one."""
+    retry, shown = obs.retry, previous.last_retry
+    if retry is None or (shown is not None and shown.request == retry.request):
+        return None
+    return retry
+
+
+def decide(spec: RunSpec | None, previous: BatchStatus, obs: Observation) -> Decision:
+    """The new status and what to do about it (see the module's docstring). `spec` None: the
+    spec cannot be read (the CRD installed is older than the operator, or was edited); the batch
+    fails with the fatal problem `obs` carries, and nothing else is done."""
     now = timestamp(obs.now)
-    old_phase = previous.get("phase")
-    start = parse_time(previous.get("startTime"))
+    old_phase = previous.phase
+    start = parse_time(previous.start_time)
+    completion = previous.completion_time
     counts = obs.counts
     events: list[Event] = []
     updates: list[Condition] = []
+    suspend = spec.suspend if spec is not None else False
 
+    retry = _new_retry(previous, obs)
+    if retry is not None:
+        message = f"{retry.items} failed items sent back to work (retry-failed={retry.request!r})"
+        events.append(Event("Normal", "RetryingFailed", message))
+        if retry.items and old_phase in FINISHED:  # judged again, its clock started again
+            reopened = [Condition("Complete", False, "RetryingFailed", message)]
+            if previous.condition("Failed") is not None:
+                reopened.append(Condition("Failed", False, "RetryingFailed", message))
+            previous = previous.model_copy(
+                update={"conditions": cond.apply(previous.conditions, reopened, now)}
+            )
+            old_phase, start, completion = "Running", None, None
+
+    was_published = previous.is_true("Published")
+    # Once every item was published, items published again (retried, or not yet seen as
+    # published by a pump started after a restart) leave the batch Running.
+    published = obs.published_all or was_published
     failure = None if old_phase in FINISHED else _failure(spec, obs, start)
-    phase: Phase = "Failed" if failure is not None else _phase(spec, obs, old_phase)
+    phase: Phase
+    if failure is not None:
+        phase = "Failed"
+    elif spec is None:
+        phase = old_phase or "Failed"
+    else:
+        phase = _phase(spec, obs, old_phase, published)
 
     if phase in ACTIVE and start is None:
         start = obs.now
     if phase == "Suspended":
         start = None  # as a Job's: the deadline counts again from the resumption
-    completion = previous.get("completionTime")
     if phase in FINISHED and completion is None:
         completion = now
 
     published_message = f"{counts.published} of {counts.total} items published"
     if phase == "Suspended":
         updates.append(Condition("Suspended", True, "Suspended", "spec.suspend is true"))
-        if not obs.published_all:
+        if not published:
             updates.append(Condition("Published", False, "Suspended", published_message))
-    elif not spec.suspend and cond.is_true(previous.get("conditions") or [], "Suspended"):
+    elif spec is not None and not suspend and previous.is_true("Suspended"):
         updates.append(Condition("Suspended", False, "Resumed", "spec.suspend is false"))
         events.append(Event("Normal", "Resumed", "the batch goes on where it stopped"))
     if old_phase != "Suspended" and phase == "Suspended":
         events.append(Event("Normal", "Suspended", "publishing stopped, workers scaled to 0"))
 
-    was_published = cond.is_true(previous.get("conditions") or [], "Published")
     if obs.published_all:
         updates.append(Condition("Published", True, "AllPublished", published_message))
         if not was_published:
             events.append(Event("Normal", "Published", published_message))
-    elif phase in ACTIVE:
+    elif phase in ACTIVE and not was_published:
         updates.append(Condition("Published", False, "Publishing", published_message))
 
     done_message = f"{counts.completed} succeeded, {counts.failed} failed of {counts.total}"
@@ -177,7 +222,7 @@ def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decisio
         events.append(Event("Warning", failure.reason, failure.message))
 
     degraded = [p for p in obs.problems if not p.fatal]
-    was_degraded = cond.is_true(previous.get("conditions") or [], "Degraded")
+    was_degraded = previous.is_true("Degraded")
     if degraded:
         first = degraded[0]
         message = "; ".join(p.message for p in degraded)
@@ -191,32 +236,36 @@ def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decisio
         updates.append(obs.notified)
 
     queue = obs.queue
-    status: dict[str, Any] = {
-        "phase": phase,
-        "total": counts.total,
-        "published": counts.published,
-        "succeeded": counts.completed,
-        "failed": counts.failed,
-        "retried": counts.retried,
-        "queued": queue.messages if queue else int(previous.get("queued") or 0),
-        "workers": queue.consumers if queue else int(previous.get("workers") or 0),
-        "progress": f"{counts.done}/{counts.total}",
-        "output": obs.output if obs.output is not None else previous.get("output"),
-        "manifest": obs.manifest if obs.manifest is not None else previous.get("manifest"),
-        "startTime": timestamp(start) if start is not None else None,
-        "completionTime": completion,
-        "observedGeneration": obs.generation,
-        "conditions": cond.apply(previous.get("conditions") or [], updates, now),
-    }
+    status = previous.model_copy(
+        update={
+            "phase": phase,
+            "total": counts.total,
+            "published": counts.published,
+            "succeeded": counts.completed,
+            "failed": counts.failed,
+            "retried": counts.retried,
+            "queued": queue.messages if queue else previous.queued,
+            "workers": queue.consumers if queue else previous.workers,
+            "progress": f"{counts.done}/{counts.total}",
+            "output": obs.output if obs.output is not None else previous.output,
+            "manifest": obs.manifest if obs.manifest is not None else previous.manifest,
+            "start_time": timestamp(start) if start is not None else None,
+            "completion_time": completion,
+            "observed_generation": obs.generation,
+            "conditions": cond.apply(previous.conditions, updates, now),
+            "failure_reasons": top_reasons(counts.failure_codes),
+            "last_retry": obs.retry or previous.last_retry,
+        }
+    )
     finished_at = parse_time(completion)
-    ttl = spec.ttl_seconds_after_finished
+    ttl = spec.ttl_seconds_after_finished if spec is not None else None
     expired = (
         phase in FINISHED
         and ttl is not None
         and finished_at is not None
         and (obs.now - finished_at).total_seconds() >= ttl
     )
-    active = phase in ACTIVE
+    active = phase in ACTIVE and spec is not None
     return Decision(
         status=status,
         events=tuple(events),
@@ -226,7 +275,9 @@ def decide(spec: RunSpec, previous: dict[str, Any], obs: Observation) -> Decisio
             minimum=spec.min_replicas,
             maximum=spec.max_replicas,
             active=active,
-        ),
+        )
+        if spec is not None
+        else 0,
         paused=not active,
         publish=active and not any(p.fatal for p in obs.problems),
         delete=expired,

@@ -309,7 +309,7 @@ class Consumer:
                 await self._ack(message)
             case DeadLetter(code=code, reason=reason):
                 if job_id is not None:
-                    await self.records.fail(job_id, reason)
+                    await self.records.fail(job_id, reason, code)
                 assert self._redelivery is not None
                 await self._publish(
                     "dead-letter",

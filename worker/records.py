@@ -96,7 +96,8 @@ WITH input AS (
            source_bytes = COALESCE(input.source_bytes, jobs.source_bytes),
            source_width = COALESCE(input.source_width, jobs.source_width),
            source_height = COALESCE(input.source_height, jobs.source_height),
-           error = NULL, unfinished = 0, completed_at = now(), updated_at = now()
+           error = NULL, error_code = NULL, unfinished = 0, completed_at = now(),
+           updated_at = now()
       FROM input
      WHERE jobs.id = input.id
     RETURNING jobs.image_id
@@ -120,8 +121,8 @@ SELECT pg_advisory_unlock(hashtextextended('imagebatch.job:' || id, 0))
 """
 
 FAIL_SQL = """
-UPDATE jobs SET status = 'failed', error = $2, unfinished = 0, completed_at = now(),
-       updated_at = now()
+UPDATE jobs SET status = 'failed', error = $2, error_code = $3, unfinished = 0,
+       completed_at = now(), updated_at = now()
  WHERE id = $1 AND status <> 'completed'
 """
 
@@ -334,9 +335,10 @@ class JobRecords:
             raise RecordError(f"cannot look up {job_id}: {exc}") from exc
         return bool(unfinished)
 
-    async def fail(self, job_id: str, reason: str) -> None:
-        """Record a final failure (a no-op when the row does not exist or already completed)."""
-        await self._update(FAIL_SQL, job_id, reason)
+    async def fail(self, job_id: str, reason: str, code: str) -> None:
+        """Record a final failure with its reason code, the one the dead-lettered message
+        carries (a no-op when the row does not exist or already completed)."""
+        await self._update(FAIL_SQL, job_id, reason, code)
 
     async def retrying(self, job_id: str, reason: str) -> None:
         """Record that the job waits for another attempt."""
@@ -347,8 +349,8 @@ class JobRecords:
         waits for a throttling origin, or one of our dependencies was down), and say why."""
         await self._update(UNSPEND_SQL, job_id, reason)
 
-    async def _update(self, sql: str, job_id: str, reason: str) -> None:
+    async def _update(self, sql: str, job_id: str, *values: str) -> None:
         try:
-            await self._pool.execute(sql, job_id, reason)
+            await self._pool.execute(sql, job_id, *values)
         except DB_ERRORS as exc:
             raise RecordError(f"cannot record the outcome of {job_id}: {exc}") from exc

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from imagebatch.core.batch_status import BatchStatus, FailureReason, LastRetry
 from imagebatch.core.locations import LocationError, parse_bucket_url, parse_location
 from imagebatch.core.messages import Thumbnail
 
@@ -244,6 +245,13 @@ class Batch(BaseModel):
     workers: int = 0
     percent: float = Field(default=0.0, description="Finished items (succeeded + failed) in %.")
     conditions: list[Condition] = Field(default_factory=list)
+    failure_reasons: list[FailureReason] = Field(
+        default_factory=list,
+        description="The failed items' reason codes with their counts, most frequent first.",
+    )
+    last_retry: LastRetry | None = Field(
+        default=None, description="The last retry of the failed items (imagejobs.io/retry-failed)."
+    )
     spec: dict[str, Any] = Field(default_factory=dict)
     status: dict[str, Any] = Field(default_factory=dict)
 
@@ -251,15 +259,6 @@ class Batch(BaseModel):
 class BatchList(BaseModel):
     namespace: str
     items: list[Batch]
-
-
-def _count(status: dict[str, Any], key: str) -> int:
-    value = status.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -276,39 +275,39 @@ def _timestamp(value: Any) -> datetime | None:
 def batch_view(obj: dict[str, Any]) -> Batch:
     """Summarise an ImageBatch object as the API server returned it."""
     meta = obj.get("metadata") or {}
-    status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
-    assert isinstance(status, dict)
-    total, succeeded, failed = (_count(status, k) for k in ("total", "succeeded", "failed"))
-    conditions = []
-    for raw in status.get("conditions") or []:
-        if isinstance(raw, dict) and isinstance(raw.get("type"), str):
-            conditions.append(
-                Condition(
-                    type=raw["type"],
-                    status=str(raw.get("status", "Unknown")),
-                    reason=_text(raw.get("reason")),
-                    message=_text(raw.get("message")),
-                    last_transition_time=_text(raw.get("lastTransitionTime")),
-                )
-            )
+    raw = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+    assert isinstance(raw, dict)
+    status = BatchStatus.read(raw)
+    total, done = status.total, status.succeeded + status.failed
     spec = obj.get("spec")
     return Batch(
         name=str(meta.get("name", "")),
         namespace=str(meta.get("namespace", "")),
         created=_timestamp(meta.get("creationTimestamp")),
-        phase=_text(status.get("phase")),
-        progress=_text(status.get("progress")),
+        phase=status.phase,
+        progress=status.progress,
         total=total,
-        published=_count(status, "published"),
-        succeeded=succeeded,
-        failed=failed,
-        retried=_count(status, "retried"),
-        queued=_count(status, "queued"),
-        workers=_count(status, "workers"),
-        percent=round(100.0 * min(succeeded + failed, total) / total, 1) if total else 0.0,
-        conditions=conditions,
+        published=status.published,
+        succeeded=status.succeeded,
+        failed=status.failed,
+        retried=status.retried,
+        queued=status.queued,
+        workers=status.workers,
+        percent=round(100.0 * min(done, total) / total, 1) if total else 0.0,
+        conditions=[
+            Condition(
+                type=c.type,
+                status=c.status,
+                reason=c.reason,
+                message=c.message,
+                last_transition_time=c.last_transition_time,
+            )
+            for c in status.conditions
+        ],
+        failure_reasons=list(status.failure_reasons),
+        last_retry=status.last_retry,
         spec=spec if isinstance(spec, dict) else {},
-        status={k: v for k, v in status.items() if k != "kopf"},
+        status={k: v for k, v in raw.items() if k != "kopf"},
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 
 import asyncpg
 
+from imagebatch.core.batch_status import MAX_FAILURE_REASONS
 from imagebatch.core.messages import ImageJob
 
 JobStatus = Literal["pending", "processing", "completed", "failed"]
@@ -62,6 +63,9 @@ class BatchCounts:
     completed: int = 0
     failed: int = 0
     retried: int = 0
+    failure_codes: tuple[tuple[str, int], ...] = ()
+    """(reason code, failed items) of the most frequent codes, at most `MAX_FAILURE_REASONS`,
+    most frequent first (migration 0005's `batch_failures`)."""
 
     @property
     def done(self) -> int:
@@ -69,13 +73,23 @@ class BatchCounts:
         return self.completed + self.failed
 
 
-BATCH_COUNTS_SQL = """
-SELECT total, published, pending, processing, completed, failed, retried
+_TOP_FAILURES = f"""
+    SELECT code, count FROM batch_failures WHERE batch = $1 AND count > 0
+     ORDER BY count DESC, code LIMIT {MAX_FAILURE_REASONS}"""
+BATCH_COUNTS_SQL = f"""
+SELECT total, published, pending, processing, completed, failed, retried,
+       ARRAY(SELECT code FROM ({_TOP_FAILURES}) AS top) AS codes,
+       ARRAY(SELECT count FROM ({_TOP_FAILURES}) AS top) AS code_counts
   FROM batch_counts WHERE batch = $1
 """
+COUNT_COLUMNS = ("total", "published", "pending", "processing", "completed", "failed", "retried")
 
 
 async def batch_counts(db: asyncpg.Pool | asyncpg.Connection, batch: str) -> BatchCounts:
-    """The counts of `batch` (`<namespace>/<name>`): one primary-key read, whatever its size."""
+    """The counts of `batch` (`<namespace>/<name>`) and its most frequent failure codes: one
+    primary-key read and one range of a few rows, whatever the batch's size."""
     row = await db.fetchrow(BATCH_COUNTS_SQL, batch)
-    return BatchCounts(**{k: int(v) for k, v in row.items()}) if row is not None else BatchCounts()
+    if row is None:
+        return BatchCounts()
+    codes = tuple(zip(row["codes"], (int(n) for n in row["code_counts"]), strict=True))
+    return BatchCounts(**{k: int(row[k]) for k in COUNT_COLUMNS}, failure_codes=codes)

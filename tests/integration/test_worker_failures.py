@@ -118,9 +118,15 @@ async def test_each_bad_input_ends_where_it_should_with_its_reason(
         assert row["status"] == "failed", job_id
         assert row["attempts"] == attempts, job_id
         assert word in row["error"], job_id
+        assert row["error_code"] == code, "the row keeps the code the message carries"
 
     flaky = rows["flaky"]
-    assert (flaky["status"], flaky["attempts"], flaky["error"]) == ("completed", 2, None)
+    assert (flaky["status"], flaky["attempts"], flaky["error"], flaky["error_code"]) == (
+        "completed",
+        2,
+        None,
+        None,
+    )
     assert source.hits["/flaky/f1.jpg"] == 2
 
     for body in malformed:

@@ -120,7 +120,7 @@ async def test_a_claim_knows_how_many_deliveries_before_it_died_with_the_job(
         await records.unspend("poison", "throttled")
     async with records.claim(job("poison")) as claim:
         died.append(claim.died)
-        await records.fail("poison", "not an image")
+        await records.fail("poison", "not an image", "not_an_image")
     async with records.claim(job("poison")) as claim:
         died.append(claim.died)
     await records.close()

@@ -11,6 +11,7 @@ a raw asyncio server beside it, because a well-behaved framework refuses to send
 | /throttled/{key}.jpg?times=N&retry_after=V | 429 + `Retry-After: V` (default 1) for the first N |
 |   | requests for `key` (all of them without N), the photo afterwards |
 | /flaky/{key}.jpg | 500 on the first request for `key`, the photo afterwards |
+| /missing/{n}.jpg | 404 until the test sets `missing_fixed`, photo n afterwards |
 | /slow.jpg | headers after 60 s (a read timeout fires first) |
 | /trickle.jpg | a JPEG header, then one byte every 0.1 s (only a total deadline stops it) |
 | /endless.jpg | JPEG magic, then an endless chunked body (no Content-Length) |
@@ -47,6 +48,8 @@ class ImageServer:
     lying_bytes: int = 3 * 1024 * 1024
     photo_delay: float = 0.0
     """Seconds each /photo request waits before answering (keeps a batch in flight longer)."""
+    missing_fixed: bool = False
+    """Whether /missing/{n}.jpg is there yet (the origin "fixed")."""
     hits: Counter[str] = field(default_factory=Counter)
     cookies_sent: list[str] = field(default_factory=list)
     """Every Cookie header a request brought."""
@@ -85,6 +88,7 @@ class ImageServer:
             ("/cookie/{n:\\d+}.jpg", self._cookie_photo),
             ("/status/{code:\\d+}", self._status),
             ("/flaky/{key}.jpg", self._flaky),
+            ("/missing/{n:\\d+}.jpg", self._missing),
             ("/throttled/{key}.jpg", self._throttled),
             ("/slow.jpg", self._slow),
             ("/trickle.jpg", self._trickle),
@@ -139,6 +143,11 @@ class ImageServer:
             return self._jpeg(self.photo(int(request.match_info["n"])))
         finally:
             self.active_photos -= 1
+
+    async def _missing(self, request: web.Request) -> web.Response:
+        if not self.missing_fixed:
+            return web.Response(status=404, text="not here yet")
+        return self._jpeg(self.photo(int(request.match_info["n"])))
 
     async def _cookie_photo(self, request: web.Request) -> web.Response:
         response = self._jpeg(self.photo(int(request.match_info["n"])))

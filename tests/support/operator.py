@@ -110,6 +110,18 @@ class Batches:
             {"spec": dict(spec)},
         )
 
+    async def annotate(self, name: str, annotations: Mapping[str, str | None]) -> None:
+        """Set (or, with None, remove) annotations of the batch."""
+        await asyncio.to_thread(
+            self.objects.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": dict(annotations)}},
+        )
+
     async def delete(self, name: str) -> None:
         await asyncio.to_thread(
             self.objects.delete_namespaced_custom_object,
