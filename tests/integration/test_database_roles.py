@@ -161,8 +161,15 @@ async def test_the_worker_role_records_a_seed_row_and_a_batch_item_end_to_end(
                 await claim.complete(
                     SourceRecord(10, 64, 48), [OutputRecord("x.jpg", 8, 6, 1, "jpeg")]
                 )
+        failing = ImageJob(url="https://a.test/gone.jpg", id="abc-2", batch="ns/b", output="b")
+        async with records.claim(failing) as claim:
+            assert claim.state == "started"
+        await records.fail(failing.id, "404 Not Found", "http_404")
         await records.close()
         assert await pool.fetchval("SELECT processed FROM images WHERE id = $1", seed_id)
-        assert await pool.fetchval("SELECT completed FROM batch_counts WHERE batch = 'ns/b'") == 1
+        counts = await pool.fetchrow("SELECT * FROM batch_counts WHERE batch = 'ns/b'")
+        assert (counts["completed"], counts["failed"]) == (1, 1)
+        reasons = await pool.fetch("SELECT code, count FROM batch_failures WHERE batch = 'ns/b'")
+        assert [tuple(r) for r in reasons] == [("http_404", 1)]
     finally:
         await pool.close()
