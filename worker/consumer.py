@@ -76,6 +76,10 @@ PUBLISH_TIMEOUT = 30.0
 GIVE_BACK_TIMEOUT = 5.0
 """How long stopping waits to give back one unfinished job (its row, its nack); past that the
 closing channel returns the message anyway, and the row keeps the attempt."""
+DATABASE_GIVE_BACK_SECONDS = 60.0
+"""How long a delivery that met PostgreSQL down holds its message, trying to give back the
+attempt its claim counted, before it returns the message with the count kept (a restart, even
+crash recovery, takes seconds)."""
 RETURNED = "returned"
 """The outcome label of a delivery handed back unfinished because the worker is stopping."""
 
@@ -379,18 +383,36 @@ class Consumer:
         self, disposition: Wait | Requeue, job_id: str, timeline: Timeline
     ) -> None:
         """The job's row counted an attempt when this delivery claimed it; this one spends
-        none, so give it back (and show the job pending, with why). With PostgreSQL down
-        there is nobody to tell: the row keeps the count."""
+        none, so give it back (and show the job pending, with why). With PostgreSQL down the
+        message is held (PostgreSQL down, nothing else could be done with it either) and the
+        give-back tried again until PostgreSQL answers, for up to DATABASE_GIVE_BACK_SECONDS;
+        only past that does the row keep the count."""
         reason = disposition.reason
         if isinstance(disposition, Requeue):
-            if disposition.dependency == "database":
-                return
             reason = str(DependencyDown(disposition.dependency, disposition.reason))
+            if disposition.dependency == "database":
+                await self._give_back_when_database_returns(job_id, reason, disposition.pause)
+                timeline.attempted = False
+                return
             with contextlib.suppress(DependencyDown):
                 await self.records.unspend(job_id, reason)
         else:
             await self.records.unspend(job_id, reason)
         timeline.attempted = False
+
+    async def _give_back_when_database_returns(
+        self, job_id: str, reason: str, pause: float
+    ) -> None:
+        deadline = time.monotonic() + DATABASE_GIVE_BACK_SECONDS
+        while True:
+            try:
+                await self.records.unspend(job_id, reason)
+                return
+            except DependencyDown:
+                if time.monotonic() + pause > deadline:
+                    log.warning("PostgreSQL still down: job %s keeps the attempt", job_id)
+                    return
+                await asyncio.sleep(pause)
 
     async def _deferred(
         self,
