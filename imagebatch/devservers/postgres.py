@@ -149,7 +149,8 @@ class PostgresServer(ThrowawayServer):
 
     def crash(self) -> None:
         """`pg_ctl stop -m immediate`: every backend quits at once, without a checkpoint, as in
-        a crash; the data folder stays for `recover`."""
+        a crash; the data folder stays for `recover` (the two halves of `pg_ctl restart -m
+        immediate`, with the outage as long as the caller wants)."""
         result = self._run(
             [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
         )
@@ -160,28 +161,6 @@ class PostgresServer(ThrowawayServer):
         """Start again after `crash` (PostgreSQL replays its WAL first) and wait until it takes
         connections."""
         self._pg_ctl_start()
-
-    def restart(self) -> None:
-        """`pg_ctl restart -m immediate`: `crash` and `recover` in one, down for as long as
-        crash recovery takes."""
-        result = self._run(
-            [
-                str(self.bindir / "pg_ctl"),
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.log),
-                "-o",
-                self._options,
-                "-m",
-                "immediate",
-                "-w",
-                "restart",
-            ]
-        )
-        if result.returncode != 0:
-            raise ServerStartError(f"pg_ctl restart failed: {result.stderr}")
-        self._wait_ready()
 
     def close(self) -> None:
         if (self.data / "postmaster.pid").exists():
