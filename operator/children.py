@@ -16,6 +16,7 @@ from typing import Any
 
 from imagebatch.core.imagebatch import GROUP, KIND, VERSION, RunSpec
 from imagebatch.core.locations import FileLocation, parse_location
+from imagebatch.core.shutdown import termination_grace_seconds
 from imagebatch.core.telemetry import WORKER_SERVICE
 from imagebatch.core.topology import batch_queue_name
 from imagebatch.operator.settings import OperatorSettings
@@ -26,8 +27,6 @@ WORKER_METRICS_PORT = 9100
 PAUSED_REPLICAS = "autoscaling.keda.sh/paused-replicas"
 """KEDA scales the target to this many replicas at once and stops scaling while it is there."""
 KEDA_GROUP, KEDA_VERSION = "keda.sh", "v1alpha1"
-SHUTDOWN_MARGIN_SECONDS = 15
-"""terminationGracePeriodSeconds exceeds the worker's drain time by this much."""
 
 
 def deployment_name(name: str) -> str:
@@ -119,7 +118,9 @@ def deployment(
     """The worker Deployment; `replicas` None leaves the count to KEDA."""
     name = deployment_name(spec.name)
     selector = {BATCH_LABEL: spec.name, "app.kubernetes.io/name": "imagebatch-worker"}
-    grace = int(settings.worker_shutdown_timeout_seconds) + SHUTDOWN_MARGIN_SECONDS
+    # Covers the drain and the longest job: a pod killed at the end of its grace period cuts
+    # jobs off mid-way, which costs them an attempt (core/shutdown.py).
+    grace = termination_grace_seconds(settings.worker_shutdown_timeout_seconds)
     container = {
         "name": WORKER_CONTAINER,
         "image": settings.worker_image,

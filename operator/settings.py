@@ -14,6 +14,7 @@ from pydantic_settings import NoDecode
 
 from imagebatch.core.locations import parse_location
 from imagebatch.core.settings import CommonSettings
+from imagebatch.core.shutdown import DEFAULT_SHUTDOWN_TIMEOUT_SECONDS
 
 
 class OperatorSettings(CommonSettings):
@@ -74,7 +75,10 @@ class OperatorSettings(CommonSettings):
         "(an in-cluster receiver); refused otherwise, like the workers' downloads.",
     )
     worker_shutdown_timeout_seconds: float = Field(
-        default=25.0, ge=0, description="The workers' SHUTDOWN_TIMEOUT_SECONDS (drain on SIGTERM)."
+        default=DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
+        ge=0,
+        description="The workers' SHUTDOWN_TIMEOUT_SECONDS (drain on SIGTERM); their pods' "
+        "terminationGracePeriodSeconds adds the longest job to it (core/shutdown.py).",
     )
     rabbit_management_url: str | None = Field(
         default=None,

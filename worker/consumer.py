@@ -17,6 +17,11 @@ redelivered copy is then recognised as done.
 
 While a dependency is down — the last delivery that ended in a requeue said so, and none has
 been acked since — `dependency_down` says which and why, for `/readyz`.
+
+Stopping (SIGTERM, a scale-down) cancels the consumer, gives the jobs in hand
+SHUTDOWN_TIMEOUT_SECONDS to finish, and hands back the ones still downloading or being
+thumbnailed then: their claim's attempt is given back and the message nacked to the head of
+the queue, so another worker takes it at once and nothing counts against the job.
 """
 
 from __future__ import annotations
@@ -68,6 +73,15 @@ OUTPUT_DEPENDENCIES = frozenset({"output store", "disk"})
 """Outages that stop a batch's thumbnails from being stored (its Degraded/OutputUnavailable)."""
 
 PUBLISH_TIMEOUT = 30.0
+GIVE_BACK_TIMEOUT = 5.0
+"""How long stopping waits to give back one unfinished job (its row, its nack); past that the
+closing channel returns the message anyway, and the row keeps the attempt."""
+DATABASE_GIVE_BACK_SECONDS = 60.0
+"""How long a delivery that met PostgreSQL down holds its message, trying to give back the
+attempt its claim counted, before it returns the message with the count kept (a restart, even
+crash recovery, takes seconds)."""
+RETURNED = "returned"
+"""The outcome label of a delivery handed back unfinished because the worker is stopping."""
 
 
 def job_id_hint(body: bytes) -> str | None:
@@ -106,6 +120,8 @@ class Consumer:
         self._tag: str | None = None
         self._redelivery: Redelivery | None = None
         self._tracer = tracer
+        self._returning = False
+        """Set once stopping gave up waiting: cancelled jobs are handed back, not lost."""
         self.policy = Policy.from_settings(settings)
         self.dependency_down: DependencyDown | None = None
         """The last outage of ours a delivery met, until a delivery is acked again."""
@@ -166,15 +182,17 @@ class Consumer:
         if pending:
             log.info("draining %d in-flight messages", len(pending))
             _done, pending = await asyncio.wait(pending, timeout=drain_seconds)
+        if not pending:
+            return
+        log.warning(
+            "%d messages not finished after %.0fs: handing them back to the queue",
+            len(pending),
+            drain_seconds,
+        )
+        self._returning = True
         for task in pending:
             task.cancel()
-        if pending:
-            log.warning(
-                "gave up on %d messages after %.0fs; they will be redelivered",
-                len(pending),
-                drain_seconds,
-            )
-            await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.create_task(self._handle(message, Timeline()))
@@ -232,6 +250,11 @@ class Consumer:
             result = await self.pipeline.process(
                 job, timeline, redelivered=bool(message.redelivered)
             )
+        except asyncio.CancelledError:
+            if not self._returning:
+                raise
+            await self._hand_back(message, job_id, timeline)
+            return RETURNED
         except Exception as exc:
             if not isinstance(exc, ImageBatchError):
                 log.exception("unexpected error on message %s", message.message_id)
@@ -337,22 +360,59 @@ class Consumer:
             case _:
                 assert_never(disposition)
 
+    async def _hand_back(
+        self, message: AbstractIncomingMessage, job_id: str | None, timeline: Timeline
+    ) -> None:
+        """Stopping cut this job off mid-way: give back the attempt its claim counted (the
+        worker stopping is no failure of the job's, nor one that killed the worker) and return
+        the message to the head of the queue for another worker, at once."""
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # this cancellation is handled: the job goes back
+        try:
+            async with asyncio.timeout(GIVE_BACK_TIMEOUT):
+                if timeline.attempted and job_id is not None:
+                    await self.records.unspend(job_id, "returned unfinished: the worker stopped")
+                    timeline.attempted = False
+                await message.nack(requeue=True)
+        except (TimeoutError, DependencyDown, *BROKER_ERRORS) as exc:
+            log.warning("could not hand back %s cleanly (%r)", message.message_id, exc)
+        self.metrics.returned.inc()
+
     async def _give_back(
         self, disposition: Wait | Requeue, job_id: str, timeline: Timeline
     ) -> None:
         """The job's row counted an attempt when this delivery claimed it; this one spends
-        none, so give it back (and show the job pending, with why). With PostgreSQL down
-        there is nobody to tell: the row keeps the count."""
+        none, so give it back (and show the job pending, with why). With PostgreSQL down the
+        message is held (PostgreSQL down, nothing else could be done with it either) and the
+        give-back tried again until PostgreSQL answers, for up to DATABASE_GIVE_BACK_SECONDS;
+        only past that does the row keep the count."""
         reason = disposition.reason
         if isinstance(disposition, Requeue):
-            if disposition.dependency == "database":
-                return
             reason = str(DependencyDown(disposition.dependency, disposition.reason))
+            if disposition.dependency == "database":
+                await self._give_back_when_database_returns(job_id, reason, disposition.pause)
+                timeline.attempted = False
+                return
             with contextlib.suppress(DependencyDown):
                 await self.records.unspend(job_id, reason)
         else:
             await self.records.unspend(job_id, reason)
         timeline.attempted = False
+
+    async def _give_back_when_database_returns(
+        self, job_id: str, reason: str, pause: float
+    ) -> None:
+        deadline = time.monotonic() + DATABASE_GIVE_BACK_SECONDS
+        while True:
+            try:
+                await self.records.unspend(job_id, reason)
+                return
+            except DependencyDown:
+                if time.monotonic() + pause > deadline:
+                    log.warning("PostgreSQL still down: job %s keeps the attempt", job_id)
+                    return
+                await asyncio.sleep(pause)
 
     async def _deferred(
         self,

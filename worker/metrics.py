@@ -49,6 +49,12 @@ class WorkerMetrics:
             "broker, the output store, the disk) failed; no attempt spent.",
             registry=self.registry,
         )
+        self.returned = Counter(
+            "worker_tasks_returned",
+            "Deliveries handed back to the queue unfinished because the worker was stopping "
+            "(SIGTERM, past SHUTDOWN_TIMEOUT_SECONDS); no attempt spent.",
+            registry=self.registry,
+        )
         self.throttled = Counter(
             "worker_tasks_throttled",
             "Waits for an origin that answered 429/503 with Retry-After (no attempt spent).",

@@ -14,6 +14,10 @@ from pydantic import Field, field_validator
 
 from imagebatch.core.delays import DEFAULT_RETRY_AFTER_MAX_SECONDS
 from imagebatch.core.settings import StorageSettings
+from imagebatch.core.shutdown import (
+    DEFAULT_DOWNLOAD_DEADLINE_SECONDS,
+    DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
+)
 
 
 def _default_threads() -> int:
@@ -56,7 +60,9 @@ class WorkerSettings(StorageSettings):
         default=10.0, gt=0, description="Longest silence between two reads of a download."
     )
     download_deadline_seconds: float = Field(
-        default=30.0, gt=0, description="Total time one download may take, redirects included."
+        default=DEFAULT_DOWNLOAD_DEADLINE_SECONDS,
+        gt=0,
+        description="Total time one download may take, redirects included.",
     )
     max_redirects: int = Field(default=5, ge=0, le=20, description="Redirect hops followed.")
     max_attempts: int = Field(
@@ -91,7 +97,10 @@ class WorkerSettings(StorageSettings):
         "the filesystem has no O_TMPFILE).",
     )
     shutdown_timeout_seconds: float = Field(
-        default=25.0, ge=0, description="How long SIGTERM waits for in-flight jobs."
+        default=DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
+        ge=0,
+        description="How long SIGTERM waits for in-flight jobs; the ones still unfinished then "
+        "go back to the queue (no attempt spent).",
     )
     startup_timeout_seconds: float = Field(
         default=60.0, ge=0, description="How long start-up waits for PostgreSQL and RabbitMQ."

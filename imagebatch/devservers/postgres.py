@@ -106,6 +106,13 @@ class PostgresServer(ThrowawayServer):
         ]
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._options = " ".join(options)
+        self._pg_ctl_start()
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def _pg_ctl_start(self) -> None:
+        """Start the cluster initdb made (again) and wait until it takes connections."""
         result = self._run(
             [
                 str(self.bindir / "pg_ctl"),
@@ -114,7 +121,7 @@ class PostgresServer(ThrowawayServer):
                 "-l",
                 str(self.log),
                 "-o",
-                " ".join(options),
+                self._options,
                 "-w",
                 "-t",
                 "60",
@@ -123,6 +130,9 @@ class PostgresServer(ThrowawayServer):
         )
         if result.returncode != 0:
             raise ServerStartError(f"pg_ctl start failed: {result.stderr}\n{log_tail(self.log)}")
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
         pg_isready = find_binary("pg_isready", self.bindir)
         if pg_isready:
             wait_until(
@@ -136,8 +146,21 @@ class PostgresServer(ThrowawayServer):
                 what="PostgreSQL",
                 log=self.log,
             )
-        self.startup_seconds = time.monotonic() - began
-        return self
+
+    def crash(self) -> None:
+        """`pg_ctl stop -m immediate`: every backend quits at once, without a checkpoint, as in
+        a crash; the data folder stays for `recover` (the two halves of `pg_ctl restart -m
+        immediate`, with the outage as long as the caller wants)."""
+        result = self._run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]
+        )
+        if result.returncode != 0:
+            raise ServerStartError(f"pg_ctl stop failed: {result.stderr}")
+
+    def recover(self) -> None:
+        """Start again after `crash` (PostgreSQL replays its WAL first) and wait until it takes
+        connections."""
+        self._pg_ctl_start()
 
     def close(self) -> None:
         if (self.data / "postmaster.pid").exists():

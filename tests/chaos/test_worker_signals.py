@@ -1,10 +1,12 @@
 """Workers stopped mid-batch, politely (SIGTERM, as KEDA scale-down does) and not (kill -9):
-every image is still completed exactly once, and no partial file is ever visible.
+every image is still completed exactly once, no partial file is ever visible, and what a
+SIGTERM'd worker cannot finish goes back to the queue without spending an attempt.
 """
 
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -145,3 +147,81 @@ async def test_kill_9_mid_batch_loses_nothing_and_leaves_no_partial_file(
     assert max(r["attempts"] for r in rows.values()) == 2, "cut-off jobs were redone once"
     assert_outputs_whole(settings, ids)
     assert await queue_depth(settings, settings.queue) == 0
+
+
+async def test_sigterm_hands_back_the_jobs_it_cannot_finish_without_spending_an_attempt(
+    messaging: CommonSettings, tmp_path: Path
+) -> None:
+    """A scale-down while the origin stalls: the worker finishes the jobs that arrive within
+    SHUTDOWN_TIMEOUT_SECONDS, hands the stalled ones back untouched and exits 0; another
+    worker completes them on their first counted attempt."""
+    stalled, quick = 6, 4
+    await install_completion_counter(messaging.database_url)
+    settings = worker_settings(
+        messaging,
+        tmp_path / "data",
+        shutdown_timeout_seconds=3.0,
+        read_timeout_seconds=120.0,
+        download_deadline_seconds=120.0,
+        concurrency=16,
+    )
+    async with ImageServer(photo_delay=1.0) as origin:
+        stalled_ids = [f"stalled-{i}" for i in range(stalled)]
+        quick_ids = [f"quick-{i}" for i in range(quick)]
+        await publish(
+            settings,
+            [
+                job_body(origin.url(f"/gated/{i}.jpg"), j, output="b")
+                for i, j in enumerate(stalled_ids)
+            ]
+            + [
+                job_body(origin.url(f"/photo/{i}.jpg"), j, output="b")
+                for i, j in enumerate(quick_ids)
+            ],
+        )
+        first = await WorkerProcess(settings, tmp_path / "worker-1.log").start()
+        try:
+            await first.wait_ready()
+            await wait_for(
+                lambda: _true(origin.stalled == stalled and origin.active_photos == quick)
+            )
+            signalled = time.monotonic()
+            first.signal(signal.SIGTERM)
+            assert await first.wait() == 0
+            stopped_in = time.monotonic() - signalled
+        finally:
+            await first.close()
+
+        rows = await job_rows(settings.database_url)
+        assert {(j, rows[j]["status"], rows[j]["attempts"]) for j in quick_ids} == {
+            (j, "completed", 1) for j in quick_ids
+        }, "what arrived within SHUTDOWN_TIMEOUT was finished"
+        assert {(j, rows[j]["status"], rows[j]["attempts"]) for j in stalled_ids} == {
+            (j, "pending", 0) for j in stalled_ids
+        }, "what could not finish was handed back without spending an attempt"
+        returned = await queue_depth(settings, settings.queue)
+        assert returned == stalled, "the stalled jobs are back in the queue"
+
+        origin.gate.set()
+        second = await WorkerProcess(settings, tmp_path / "worker-2.log").start()
+        try:
+            await wait_for(
+                lambda: completed_at_least(settings.database_url, stalled + quick), within=60
+            )
+            second.signal(signal.SIGTERM)
+            assert await second.wait() == 0
+        finally:
+            await second.close()
+    rows = await job_rows(settings.database_url)
+    assert {r["attempts"] for r in rows.values()} == {1}, "each job counted one attempt"
+    completions = await count_completions(settings.database_url)
+    assert completions == dict.fromkeys(stalled_ids + quick_ids, 1)
+    print(
+        f"\nSIGTERM with {stalled} stalled and {quick} quick downloads in flight: exited 0 in "
+        f"{stopped_in:.2f}s (SHUTDOWN_TIMEOUT 3s), {quick} finished, {returned} handed back "
+        "with 0 attempts spent; a second worker completed them (attempts 1)"
+    )
+
+
+async def _true(value: bool) -> bool:
+    return value

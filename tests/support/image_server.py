@@ -13,6 +13,7 @@ a raw asyncio server beside it, because a well-behaved framework refuses to send
 | /flaky/{key}.jpg | 500 on the first request for `key`, the photo afterwards |
 | /missing/{n}.jpg | 404 until the test sets `missing_fixed`, photo n afterwards |
 | /slow.jpg | headers after 60 s (a read timeout fires first) |
+| /gated/{n}.jpg | photo n once `gate` is open: until then the origin stalls (`stalled` counts) |
 | /trickle.jpg | a JPEG header, then one byte every 0.1 s (only a total deadline stops it) |
 | /endless.jpg | JPEG magic, then an endless chunked body (no Content-Length) |
 | /oversize.jpg | an honest Content-Length larger than the worker accepts |
@@ -60,6 +61,10 @@ class ImageServer:
         self.active_photos = 0
         self.most_active_photos = 0
         """Concurrent /photo requests now, and the most there ever were."""
+        self.gate = asyncio.Event()
+        """Opened by the test: /gated requests stall until then."""
+        self.stalled = 0
+        """/gated requests waiting for the gate now."""
         self._runner: web.AppRunner | None = None
         self._raw: asyncio.Server | None = None
         self._failed_once: set[str] = set()
@@ -91,6 +96,7 @@ class ImageServer:
             ("/missing/{n:\\d+}.jpg", self._missing),
             ("/throttled/{key}.jpg", self._throttled),
             ("/slow.jpg", self._slow),
+            ("/gated/{n:\\d+}.jpg", self._gated),
             ("/trickle.jpg", self._trickle),
             ("/endless.jpg", self._endless),
             ("/oversize.jpg", self._oversize),
@@ -177,6 +183,14 @@ class ImageServer:
             self._failed_once.add(key)
             return web.Response(status=500, text="try again")
         return self._jpeg(self.photo(len(key)))
+
+    async def _gated(self, request: web.Request) -> web.Response:
+        self.stalled += 1
+        try:
+            await self.gate.wait()
+        finally:
+            self.stalled -= 1
+        return self._jpeg(self.photo(int(request.match_info["n"])))
 
     async def _slow(self, _request: web.Request) -> web.Response:
         await asyncio.sleep(60)

@@ -11,6 +11,7 @@ import pytest
 
 from imagebatch.core.imagebatch import RunSpec, run_spec
 from imagebatch.core.locations import FileLocation
+from imagebatch.core.shutdown import longest_job_seconds, termination_grace_seconds
 from imagebatch.operator.children import (
     PAUSED_REPLICAS,
     created_at_zero,
@@ -241,9 +242,11 @@ def test_both_probes_ask_the_workers_metrics_port() -> None:
 
 
 @pytest.mark.parametrize("timeout", [0.0, 25.0, 25.5, 120.0])
-def test_pods_are_given_longer_to_stop_than_the_worker_takes_to_drain(timeout: float) -> None:
+def test_pods_are_given_time_to_drain_and_finish_the_longest_job(timeout: float) -> None:
     obj = worker_deployment(settings=make_settings(worker_shutdown_timeout_seconds=timeout))
-    assert pod_spec(obj)["terminationGracePeriodSeconds"] > timeout
+    grace = pod_spec(obj)["terminationGracePeriodSeconds"]
+    assert grace == termination_grace_seconds(timeout)
+    assert grace >= timeout + longest_job_seconds()
     assert float(env(obj)["SHUTDOWN_TIMEOUT_SECONDS"]) == timeout
 
 
