@@ -31,7 +31,7 @@ from imagebatch.core.otlp import OtlpTarget
 from imagebatch.core.telemetry import WORKER_SERVICE, extract_context, setup_tracing
 
 
-class PublishInstrumentor(AioPikaInstrumentor):  # type: ignore[misc]
+class PublishInstrumentor(AioPikaInstrumentor):
     """aio-pika's instrumentation of `Exchange.publish` only (see the module's docstring)."""
 
     _instance: ClassVar[Any] = None
