@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # PYTHONSAFEPATH (Python >= 3.11) stops that.
 export PYTHONSAFEPATH := 1
 
-.PHONY: help test test-fast lint format venv envtest keda s3 monitoring-crds provision bench demo clean
+.PHONY: help test test-fast lint format venv envtest keda s3 jaeger monitoring-crds provision bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ keda: ## build the KEDA operator and keep its CRDs (cached) when missing
 s3: ## build the versitygw S3 server (cached) when missing
 	@hack/s3/build.sh >/dev/null
 
+jaeger: ## build Jaeger v2, the test ground's trace store (cached) when missing
+	@hack/jaeger/build.sh >/dev/null
+
 monitoring-crds: ## download prometheus-operator's CRDs from its Go module (cached) when missing
 	@hack/prometheus-operator/crds.sh >/dev/null
 
@@ -53,7 +56,7 @@ format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: venv provision envtest keda s3 monitoring-crds lint ## the whole suite against real PostgreSQL, RabbitMQ, Kubernetes API servers, KEDA and an S3 server
+test: venv provision envtest keda s3 jaeger monitoring-crds lint ## the whole suite against real PostgreSQL, RabbitMQ, Kubernetes API servers, KEDA, an S3 server and Jaeger
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" KEDA_DIR="$$(hack/keda/build.sh)" S3_SERVER_DIR="$$(hack/s3/build.sh)" PROMETHEUS_OPERATOR_DIR="$$(hack/prometheus-operator/crds.sh)" $(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: venv envtest keda s3 monitoring-crds ## the suite without tests marked slow

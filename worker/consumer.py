@@ -46,8 +46,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from imagebatch.core.dependencies import BROKER_ERRORS
 from imagebatch.core.errors import DependencyDown, ImageBatchError
 from imagebatch.core.headers import attempt_of, throttles_of
-from imagebatch.core.messages import SAFE_ID, decode_job
-from imagebatch.core.telemetry import extract_context
+from imagebatch.core.messages import SAFE_ID, ImageJob, decode_job
 from imagebatch.core.topology import declare_topology
 from imagebatch.worker.disposition import (
     Ack,
@@ -66,6 +65,7 @@ from imagebatch.worker.records import JobRecords
 from imagebatch.worker.retry import Redelivery
 from imagebatch.worker.settings import WorkerSettings
 from imagebatch.worker.timeline import PHASES, Timeline
+from imagebatch.worker.tracing import consumer_origin
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,16 @@ def job_id_hint(body: bytes) -> str | None:
     value = data.get("id") if isinstance(data, dict) else None
     text = str(value) if isinstance(value, int | str) else None
     return text if text is not None and SAFE_ID.fullmatch(text) else None
+
+
+def _decoded(body: bytes) -> ImageJob | Exception:
+    """The job a message carries, or why it cannot be one (decided on like any other error)."""
+    try:
+        return decode_job(body)
+    except Exception as exc:
+        if not isinstance(exc, ImageBatchError):
+            log.exception("unexpected error decoding a message")
+        return exc
 
 
 class Consumer:
@@ -218,47 +228,58 @@ class Consumer:
             self.metrics.held.observe(timeline.held())
 
     async def _traced(self, message: AbstractIncomingMessage, timeline: Timeline) -> str:
-        """A consumer span continuing the producer's trace (or the instrumentation's span);
-        none without a tracer."""
+        """The delivery under its consumer span (`consumer_origin` says where it hangs); no
+        span without a tracer."""
+        job = _decoded(message.body)
         if self._tracer is None:
-            return await self._dispatch(message, timeline)
-        current = trace.get_current_span().get_span_context()
-        parent = None if current.is_valid else extract_context(message.headers)
+            return await self._dispatch(message, job, timeline)
+        batch = job.batch if isinstance(job, ImageJob) else None
+        parent, links = consumer_origin(message.headers, batch=batch)
         attributes: dict[str, Any] = {
             "messaging.system": "rabbitmq",
             "messaging.destination.name": self.settings.queue,
             "messaging.message.id": message.message_id or "",
         }
+        if isinstance(job, ImageJob):
+            attributes["imagebatch.job.id"] = job.id
+        if batch is not None:
+            attributes["imagebatch.batch"] = batch
         with self._tracer.start_as_current_span(
-            "process_image", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+            "process_image",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=links,
         ) as span:
-            outcome = await self._dispatch(message, timeline)
+            outcome = await self._dispatch(message, job, timeline)
             span.set_attribute("imagebatch.outcome", outcome)
             if outcome in ("dead_lettered", "retried"):
                 span.set_status(Status(StatusCode.ERROR, outcome))
             return outcome
 
-    async def _dispatch(self, message: AbstractIncomingMessage, timeline: Timeline) -> str:
+    async def _dispatch(
+        self, message: AbstractIncomingMessage, job: ImageJob | Exception, timeline: Timeline
+    ) -> str:
         attempt = attempt_of(message.headers)
-        job_id = job_id_hint(message.body)
-        batch: str | None = None
+        job_id = job.id if isinstance(job, ImageJob) else job_id_hint(message.body)
+        batch = job.batch if isinstance(job, ImageJob) else None
         result: Outcome | Exception
-        try:
-            job = decode_job(message.body)
-            job_id, batch = job.id, job.batch
-            trace.get_current_span().set_attribute("imagebatch.job.id", job.id)
-            result = await self.pipeline.process(
-                job, timeline, redelivered=bool(message.redelivered)
-            )
-        except asyncio.CancelledError:
-            if not self._returning:
-                raise
-            await self._hand_back(message, job_id, timeline)
-            return RETURNED
-        except Exception as exc:
-            if not isinstance(exc, ImageBatchError):
-                log.exception("unexpected error on message %s", message.message_id)
-            result = exc
+        if isinstance(job, ImageJob):
+            try:
+                result = await self.pipeline.process(
+                    job, timeline, redelivered=bool(message.redelivered)
+                )
+            except asyncio.CancelledError:
+                if not self._returning:
+                    raise
+                await self._hand_back(message, job_id, timeline)
+                return RETURNED
+            except Exception as exc:
+                if not isinstance(exc, ImageBatchError):
+                    log.exception("unexpected error on message %s", message.message_id)
+                result = exc
+        else:
+            result = job
         disposition = self._decide(result, message)
         try:
             await self._carry_out(disposition, message, job_id, attempt, timeline)

@@ -167,8 +167,11 @@ async def test_the_worker_role_records_a_seed_row_and_a_batch_item_end_to_end(
         await records.fail(failing.id, "404 Not Found", "http_404")
         await records.close()
         assert await pool.fetchval("SELECT processed FROM images WHERE id = $1", seed_id)
-        counts = await pool.fetchrow("SELECT * FROM batch_counts WHERE batch = 'ns/b'")
-        assert (counts["completed"], counts["failed"]) == (1, 1)
+        counts = await pool.fetchrow(
+            "SELECT completed, failed FROM batch_counts WHERE batch = 'ns/b'"
+        )
+        assert counts is not None
+        assert tuple(counts) == (1, 1)
         reasons = await pool.fetch("SELECT code, count FROM batch_failures WHERE batch = 'ns/b'")
         assert [tuple(r) for r in reasons] == [("http_404", 1)]
     finally:

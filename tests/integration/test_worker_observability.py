@@ -11,6 +11,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from imagebatch.core.telemetry import inject_headers
 from imagebatch.worker.service import WorkerService
 from imagebatch.worker.settings import WorkerSettings
 from imagebatch.worker.tracing import disable_tracing, enable_tracing
@@ -133,9 +134,42 @@ async def test_a_message_is_traced_as_one_trace_with_its_producer(
     assert http, "httpx's instrumentation traced the download request"
     assert http[0].parent is not None
     assert http[0].parent.span_id == by_name["download"].context.span_id
-    send = [s for s in ours if s.name.endswith("send")]
-    assert send, "the producer's publish was traced and its context carried in the headers"
-    receive = [s for s in ours if s.name.endswith("receive")]
-    assert receive, "aio-pika's instrumentation opened the consumer span in the same trace"
+    [send] = [s for s in ours if s.name.endswith("send")]
     assert process.parent is not None
-    assert process.parent.span_id == receive[0].context.span_id
+    assert process.parent.span_id == send.context.span_id, "consumed under the producer's publish"
+    assert not process.links
+
+
+async def test_a_batch_item_starts_its_own_trace_linked_to_its_chunk_s_publish(
+    settings: WorkerSettings,
+    image_server: ImageServer,
+    tracing: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, spans = tracing
+    with trace.get_tracer("test.operator").start_as_current_span("chunk publish") as chunk:
+        body = job_body(image_server.url("/photo/2.jpg"), "item-1", batch="ns/photos")
+        await publish(settings, [body], headers=inject_headers())
+    service = WorkerService(settings, tracer_provider=provider)
+    try:
+        await service.start()
+        await wait_for(lambda: completed(settings.database_url, 1))
+    finally:
+        await service.stop()
+
+    [process] = [s for s in spans.get_finished_spans() if s.name == "process_image"]
+    assert process.parent is None, "an item is the root of its own trace"
+    assert process.context.trace_id != chunk.get_span_context().trace_id
+    # In this process aio-pika's instrumentation traces the test's own publish too, so the
+    # message's traceparent names that `send` span, under the chunk's span.
+    chunk_trace = chunk.get_span_context().trace_id
+    [send] = [
+        s
+        for s in spans.get_finished_spans()
+        if s.context.trace_id == chunk_trace and s.name.endswith("send")
+    ]
+    assert send.parent is not None
+    assert send.parent.span_id == chunk.get_span_context().span_id
+    [link] = process.links
+    assert (link.context.trace_id, link.context.span_id) == (chunk_trace, send.context.span_id)
+    stages = [s for s in spans.get_finished_spans() if s.name in {"download", "write", "record"}]
+    assert {s.context.trace_id for s in stages} == {process.context.trace_id}
