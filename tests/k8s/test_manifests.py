@@ -259,10 +259,11 @@ def test_each_service_connects_as_its_own_role_and_user(rendered: list[dict[str,
     assert source.username == "imagebatch_source", "batches read the seed through a read-only role"
 
 
-def test_api_and_workers_share_the_data_volume(rendered: list[dict[str, Any]]) -> None:
+def test_api_workers_and_operator_share_the_data_volume(rendered: list[dict[str, Any]]) -> None:
+    """The operator mounts it too: it writes each file-output batch's manifest.jsonl there."""
     specs = pod_specs(rendered)
     claim = next(iter(of_kind(rendered, "PersistentVolumeClaim")))
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "operator"):
         volumes = {v["name"]: v for v in specs[name]["volumes"]}
         (mount,) = [
             m for m in specs[name]["containers"][0]["volumeMounts"] if m["mountPath"] == "/data"
@@ -291,11 +292,11 @@ def test_the_s3_variant_is_the_base_with_a_storage_config_map_instead_of_the_cla
     )
 
 
-def test_the_s3_variant_mounts_no_data_volume_on_the_api_or_the_shared_worker(
+def test_the_s3_variant_mounts_no_data_volume_on_the_api_the_shared_worker_or_the_operator(
     rendered_s3: list[dict[str, Any]],
 ) -> None:
     specs = pod_specs(rendered_s3)
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "operator"):
         assert "data" not in {v["name"] for v in specs[name].get("volumes") or []}, name
         (container,) = specs[name]["containers"]
         mounts = [m["mountPath"] for m in container.get("volumeMounts") or []]
