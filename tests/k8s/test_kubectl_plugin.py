@@ -1,14 +1,13 @@
 """`kubectl imagebatch` as a person runs it: the real kubectl finds the installed
 `kubectl-imagebatch` on the PATH and runs it against the suite's API server. The batches' status
-is written the way the operator writes it (a patch of the status subresource)."""
+is written the way the operator writes it (a patch of the status subresource); the commands
+against a real operator and api are in tests/e2e/test_operator_retry.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,29 +15,9 @@ import pytest
 import yaml
 
 from tests.support.k8s import KubeCluster
+from tests.support.kubectl_plugin import kubectl_imagebatch, plugin_env
 
 pytestmark = pytest.mark.k8s
-
-PLUGIN_DIR = Path(sys.executable).parent
-"""Where the package's console scripts are installed, `kubectl-imagebatch` among them."""
-
-
-def kubectl_imagebatch(
-    cluster: KubeCluster, *args: str, kubeconfig: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PATH": f"{PLUGIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
-        "KUBECONFIG": str(kubeconfig or cluster.kubeconfig),
-    }
-    return subprocess.run(
-        [cluster.kubectl_binary, "imagebatch", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def create_batch(cluster: KubeCluster, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -91,11 +70,7 @@ def test_watch_follows_a_running_batch_and_exits_1_when_it_fails(
 ) -> None:
     running = {"phase": "Running", "total": 10, "published": 10, "succeeded": 2, "failed": 1}
     create_batch(kube_cluster, namespace, "doomed", running)
-    env = {
-        **os.environ,
-        "PATH": f"{PLUGIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
-        "KUBECONFIG": str(kube_cluster.kubeconfig),
-    }
+    env = plugin_env(kube_cluster)
     with subprocess.Popen(
         [kube_cluster.kubectl_binary, "imagebatch", "-n", namespace, "watch", "doomed"],
         env=env,
