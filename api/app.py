@@ -188,7 +188,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(routes_uploads.UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(
         LimitMiddleware,
-        requests=RateLimiter(settings.rate_limit_per_minute, "tasks and uploads"),
+        requests=RateLimiter(settings.rate_limit_per_minute, "tasks, uploads and enqueues"),
         upload_bytes=RateLimiter(settings.upload_bytes_per_minute, "upload bytes"),
     )
     app.add_middleware(

@@ -182,7 +182,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         "/enqueue",
         operation_id="enqueue",
         response_model=EnqueueResult,
-        responses=responses(422, 503),
+        responses=responses(422, 429, 503),
         summary="Publish unprocessed rows of the images table",
     )
     async def enqueue(

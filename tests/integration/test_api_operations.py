@@ -95,7 +95,7 @@ async def test_a_body_that_cannot_be_parsed_is_400_with_what_to_send(
 CONTRACT = {
     ("get", "/healthz"): set(),
     ("get", "/readyz"): {"503"},
-    ("post", "/enqueue"): {"401", "422", "503"},
+    ("post", "/enqueue"): {"401", "422", "429", "503"},
     ("post", "/tasks"): {"400", "401", "409", "422", "429", "503"},
     ("get", "/tasks/{task_id}"): {"401", "404", "422", "503"},
     ("post", "/uploads"): {"400", "401", "413", "415", "422", "429", "503"},
