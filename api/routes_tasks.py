@@ -97,7 +97,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         response_model=Accepted,
         responses={
             202: {"links": job_links("getTask", "task_id")},
-            **responses(400, 409, 422, 429, 503),
+            **responses(400, 403, 409, 422, 429, 503),
         },
         summary="Thumbnail one image by URL",
     )
@@ -182,7 +182,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         "/enqueue",
         operation_id="enqueue",
         response_model=EnqueueResult,
-        responses=responses(422, 429, 503),
+        responses=responses(403, 422, 429, 503),
         summary="Publish unprocessed rows of the images table",
     )
     async def enqueue(
