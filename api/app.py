@@ -28,6 +28,7 @@ from imagebatch.api import (
     routes_tasks,
     routes_uploads,
 )
+from imagebatch.api.access_middleware import WorkAccessMiddleware
 from imagebatch.api.auth_middleware import AuthMiddleware, is_open
 from imagebatch.api.authenticators import build_authenticator
 from imagebatch.api.deps import Services
@@ -188,8 +189,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(routes_uploads.UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(
         LimitMiddleware,
-        requests=RateLimiter(settings.rate_limit_per_minute, "tasks and uploads"),
+        requests=RateLimiter(settings.rate_limit_per_minute, "tasks, uploads and enqueues"),
         upload_bytes=RateLimiter(settings.upload_bytes_per_minute, "upload bytes"),
+    )
+    app.add_middleware(
+        WorkAccessMiddleware,
+        review=batches.may_create_batches,
+        default_namespace=settings.kube_namespace,
+        cache_seconds=settings.auth_cache_seconds,
     )
     app.add_middleware(
         AuthMiddleware, authenticator=authenticator, page=routes_page.PAGE_DIR / "index.html"

@@ -131,14 +131,18 @@ class BatchClient:
     def _objects(self, caller: Caller | None) -> kubernetes.client.CustomObjectsApi:
         """The api's own client, or for a caller with a token one that carries no credentials
         of the api (the caller's token is added per request)."""
-        own = self._client()
         if caller is None or caller.kube_token is None:
-            return kubernetes.client.CustomObjectsApi(own)
+            return kubernetes.client.CustomObjectsApi(self._client())
+        return kubernetes.client.CustomObjectsApi(self._bare_client())
+
+    def _bare_client(self) -> kubernetes.client.ApiClient:
+        """A client without the api's credentials, for calls that carry a caller's token."""
+        own = self._client()
         with self._lock:
             if self._caller_client is None:
                 bare = without_credentials(own.configuration)
                 self._caller_client = kubernetes.client.ApiClient(bare)
-            return kubernetes.client.CustomObjectsApi(self._caller_client)
+            return self._caller_client
 
     def _load(self) -> kubernetes.client.ApiClient:
         path = self._settings.kubeconfig
@@ -276,6 +280,38 @@ class BatchClient:
                 f"the Kubernetes API server refused the api's TokenReview ({exc.status}): "
                 f"{message}; the api's ServiceAccount needs `create tokenreviews`"
             ) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise DependencyUnavailable(f"cannot reach the Kubernetes API server: {exc}") from exc
+
+    async def may_create_batches(self, token: str, namespace: str) -> tuple[bool, str]:
+        """Whether the holder of `token` may create ImageBatches in `namespace`, and the
+        authorizer's reason: a SelfSubjectAccessReview sent with that token alone (every
+        authenticated user may make one), so the api needs no right of its own for it."""
+        authz = kubernetes.client.AuthorizationV1Api(self._bare_client())
+        body = kubernetes.client.V1SelfSubjectAccessReview(
+            api_version="authorization.k8s.io/v1",
+            kind="SelfSubjectAccessReview",
+            spec=kubernetes.client.V1SelfSubjectAccessReviewSpec(
+                resource_attributes=kubernetes.client.V1ResourceAttributes(
+                    group=GROUP, resource=PLURAL, verb="create", namespace=namespace
+                )
+            ),
+        )
+        timeout = self._settings.kube_timeout_seconds
+
+        def run() -> tuple[bool, str]:
+            review = authz.create_self_subject_access_review(
+                body, _request_timeout=timeout, _request_auth=bearer(token)
+            )
+            status = review.status
+            if status is None:
+                return False, ""
+            return bool(status.allowed) and not status.denied, status.reason or ""
+
+        try:
+            return await asyncio.to_thread(run)
+        except ApiException as exc:
+            raise translate(exc, namespace=namespace, name=None, as_caller=True) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise DependencyUnavailable(f"cannot reach the Kubernetes API server: {exc}") from exc
 

@@ -1,4 +1,4 @@
-"""Per-caller limits on the requests that make work: POST /tasks and POST /uploads.
+"""Per-caller limits on the requests that make work: POST /tasks, POST /uploads, POST /enqueue.
 
 Runs after `AuthMiddleware` (it needs the caller) and before the body is read, so a caller past
 its limit is refused without the api reading its upload. An upload's bytes are counted from its
@@ -14,7 +14,7 @@ from imagebatch.api.auth_middleware import caller_of
 from imagebatch.api.errors import problem_response
 from imagebatch.api.limits import Limited, RateLimiter, admit
 
-LIMITED = frozenset({("POST", "/tasks"), ("POST", "/uploads")})
+LIMITED = frozenset({("POST", "/tasks"), ("POST", "/uploads"), ("POST", "/enqueue")})
 
 
 def refusal(decision: Limited) -> str:

@@ -17,9 +17,10 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.responses import Response
 
 from imagebatch.api import store
-from imagebatch.api.deps import ServicesDep
+from imagebatch.api.deps import CallerDep, ServicesDep
 from imagebatch.api.errors import NotFound, responses
 from imagebatch.api.models import Job, OutputFile, RecentJobs
+from imagebatch.api.ownership import may_see, viewer_of
 from imagebatch.api.routes_tasks import JobId
 from imagebatch.core.imagetypes import content_type_for
 from imagebatch.core.locations import (
@@ -43,11 +44,14 @@ def inside(root: Path, relative: str) -> Path | None:
     return candidate if candidate.is_relative_to(base) and candidate != base else None
 
 
-async def find_job(services: ServicesDep, image_id: str) -> Job:
-    """The job with this id, or the seed row of that number, else 404."""
+async def find_job(services: ServicesDep, image_id: str, viewer: str | None = None) -> Job:
+    """The job with this id, or the seed row of that number, else 404; with `viewer`, a job
+    that caller may not see (`ownership`) is 404 too."""
     row = await store.get_job(services.pool, image_id)
     if row is not None:
-        return store.job_view(row)
+        if may_see(viewer, owner=row["caller"], kind=row["kind"]):
+            return store.job_view(row)
+        raise NotFound(f"no image or job with id {image_id!r}")
     if image_id.isdigit() and len(image_id) <= 18:
         seed = await store.get_seed_image(services.pool, int(image_id))
         if seed is not None:
@@ -83,11 +87,14 @@ def seed_view(image_id: int, url: str, processed: bool, output_dir: Path | None)
 )
 async def recent(
     services: ServicesDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100, description="How many of the newest jobs.")] = 20,
 ) -> RecentJobs:
-    """The newest jobs first, with totals per state: what the web page polls."""
-    rows = await store.recent_jobs(services.pool, limit)
-    counts = await store.job_counts(services.pool)
+    """The newest jobs first, with totals per state: what the web page polls. With an
+    authenticating AUTH_MODE, the caller's own tasks and uploads only."""
+    owner = viewer_of(services.settings.effective_auth_mode(), caller)
+    rows = await store.recent_jobs(services.pool, limit, owner)
+    counts = await store.job_counts(services.pool, owner)
     return RecentJobs(items=[store.job_view(r) for r in rows], counts=counts)
 
 
@@ -98,9 +105,11 @@ async def recent(
     responses=responses(404, 422, 503),
     summary="State of an image job",
 )
-async def get_image(image_id: JobId, services: ServicesDep) -> Job:
+async def get_image(image_id: JobId, services: ServicesDep, caller: CallerDep) -> Job:
     """Status (pending, processing, completed, failed), output paths and sizes, timestamps."""
-    return await find_job(services, image_id)
+    return await find_job(
+        services, image_id, viewer_of(services.settings.effective_auth_mode(), caller)
+    )
 
 
 @router.get(
@@ -119,12 +128,15 @@ async def get_image(image_id: JobId, services: ServicesDep) -> Job:
 async def get_thumbnail(
     image_id: JobId,
     services: ServicesDep,
+    caller: CallerDep,
     index: Annotated[
         int, Query(ge=0, le=7, description="Which output, for jobs with several operations.")
     ] = 0,
 ) -> Response:
     """The bytes of the job's output with its content type; 404 until the job has completed."""
-    job = await find_job(services, image_id)
+    job = await find_job(
+        services, image_id, viewer_of(services.settings.effective_auth_mode(), caller)
+    )
     if job.status != "completed":
         raise NotFound(
             f"the thumbnail of {image_id!r} is not ready: the job is {job.status}"

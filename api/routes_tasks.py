@@ -27,6 +27,7 @@ from imagebatch.api.models import (
     Job,
     TaskRequest,
 )
+from imagebatch.api.ownership import may_see, viewer_of
 from imagebatch.api.publisher import PublishFailed
 from imagebatch.api.settings import ApiSettings
 from imagebatch.core.jobs import mark_published
@@ -96,7 +97,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         response_model=Accepted,
         responses={
             202: {"links": job_links("getTask", "task_id")},
-            **responses(400, 409, 422, 429, 503),
+            **responses(400, 403, 409, 422, 429, 503),
         },
         summary="Thumbnail one image by URL",
     )
@@ -166,9 +167,14 @@ def build_router(settings: ApiSettings) -> APIRouter:
         responses=responses(404, 422, 503),
         summary="State of a task",
     )
-    async def get_task(task_id: JobId, services: ServicesDep) -> Job:
+    async def get_task(task_id: JobId, services: ServicesDep, caller: CallerDep) -> Job:
         row = await store.get_job(services.pool, task_id)
-        if row is None or row["kind"] != "task":
+        viewer = viewer_of(services.settings.effective_auth_mode(), caller)
+        if (
+            row is None
+            or row["kind"] != "task"
+            or not may_see(viewer, owner=row["caller"], kind=row["kind"])
+        ):
             raise NotFound(f"no task with id {task_id!r} (uploads and seed images: /images/{{id}})")
         return store.job_view(row)
 
@@ -176,7 +182,7 @@ def build_router(settings: ApiSettings) -> APIRouter:
         "/enqueue",
         operation_id="enqueue",
         response_model=EnqueueResult,
-        responses=responses(422, 503),
+        responses=responses(403, 422, 429, 503),
         summary="Publish unprocessed rows of the images table",
     )
     async def enqueue(

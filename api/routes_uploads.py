@@ -109,7 +109,7 @@ def readable_header(data: bytes, kind: ImageType) -> str | None:
     response_model=UploadAccepted,
     responses={
         202: {"links": job_links("getImage", "image_id")},
-        **responses(400, 413, 415, 422, 429, 503),
+        **responses(400, 403, 413, 415, 422, 429, 503),
     },
     summary="Upload an image to thumbnail",
 )

@@ -88,7 +88,7 @@ class ApiSettings(StorageSettings):
     rate_limit_per_minute: int = Field(
         default=600,
         ge=0,
-        description="POST /tasks and POST /uploads per caller and minute (0: no limit).",
+        description="POST /tasks, /uploads and /enqueue per caller and minute (0: no limit).",
     )
     upload_bytes_per_minute: int = Field(
         default=512 * 1024 * 1024,

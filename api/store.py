@@ -196,16 +196,33 @@ async def get_seed_image(pool: asyncpg.Pool, image_id: int) -> asyncpg.Record | 
     return row
 
 
-async def recent_jobs(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await pool.fetch(
-        f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} ORDER BY j.created_at DESC, j.id DESC LIMIT $1",
-        limit,
-    )
+async def recent_jobs(
+    pool: asyncpg.Pool, limit: int, owner: str | None = None
+) -> list[asyncpg.Record]:
+    """The newest jobs; with `owner`, only the jobs that caller created."""
+    if owner is None:
+        rows: list[asyncpg.Record] = await pool.fetch(
+            f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} ORDER BY j.created_at DESC, j.id DESC LIMIT $1",
+            limit,
+        )
+    else:
+        rows = await pool.fetch(
+            f"SELECT {JOB_COLUMNS} FROM {JOB_FROM} WHERE j.caller = $2"
+            " ORDER BY j.created_at DESC, j.id DESC LIMIT $1",
+            limit,
+            owner,
+        )
     return rows
 
 
-async def job_counts(pool: asyncpg.Pool) -> JobCounts:
-    rows = await pool.fetch("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+async def job_counts(pool: asyncpg.Pool, owner: str | None = None) -> JobCounts:
+    """Jobs per state; with `owner`, only the jobs that caller created."""
+    if owner is None:
+        rows = await pool.fetch("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+    else:
+        rows = await pool.fetch(
+            "SELECT status, count(*) AS n FROM jobs WHERE caller = $1 GROUP BY status", owner
+        )
     return JobCounts(**{r["status"]: r["n"] for r in rows})
 
 

@@ -16,7 +16,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from imagebatch.api.app import create_app
 from imagebatch.api.settings import ApiSettings
 from imagebatch.core.settings import CommonSettings
-from tests.support.api import api_settings, image_bytes, running_api
+from tests.support.api import (
+    api_settings,
+    complete_like_a_worker,
+    image_bytes,
+    query,
+    running_api,
+)
 
 TOKEN_A = "team-a-token-0123456789abcdef"
 TOKEN_B = "team-b-token-fedcba9876543210"
@@ -107,7 +113,7 @@ async def test_a_valid_token_gets_through(api: httpx.AsyncClient) -> None:
 
     assert task.status_code == 202
     assert upload.status_code == 202
-    read = await api.get(task.headers["location"], headers=bearer(TOKEN_B))
+    read = await api.get(task.headers["location"], headers=bearer(TOKEN_A))
     assert read.status_code == 200
 
 
@@ -155,3 +161,32 @@ async def test_a_rotated_tokens_file_takes_effect_without_a_restart(
 
     assert (await api.get("/tasks/x1", headers=bearer(TOKEN_A))).status_code == 401
     assert (await api.get("/tasks/x1", headers=bearer(new))).status_code == 404
+
+
+async def test_a_caller_sees_only_its_own_jobs(
+    api: httpx.AsyncClient, token_settings: ApiSettings
+) -> None:
+    a_task = await api.post("/tasks", json={"url": "https://a.test/a.jpg"}, headers=bearer(TOKEN_A))
+    a_upload = await api.post(
+        "/uploads", files={"file": ("a.jpg", image_bytes())}, headers=bearer(TOKEN_A)
+    )
+    b_task = await api.post("/tasks", json={"url": "https://a.test/b.jpg"}, headers=bearer(TOKEN_B))
+    mine, theirs = a_task.json()["id"], b_task.json()["id"]
+    await complete_like_a_worker(token_settings.database_url, token_settings.output_dir, mine)
+    await query(
+        token_settings.database_url,
+        "INSERT INTO jobs (id, kind, url, batch, status) VALUES ('item-1', 'batch',"
+        " 'https://a.test/i.jpg', 'team-a/b', 'pending')",
+    )
+
+    listed = (await api.get("/images", headers=bearer(TOKEN_A))).json()
+    assert {job["id"] for job in listed["items"]} == {mine, a_upload.json()["id"]}
+    assert listed["counts"]["completed"] == 1
+    assert listed["counts"]["pending"] == 1
+    assert [
+        j["id"] for j in (await api.get("/images", headers=bearer(TOKEN_B))).json()["items"]
+    ] == [theirs]
+    for path in (f"/images/{mine}", f"/images/{mine}/thumbnail", f"/tasks/{mine}"):
+        assert (await api.get(path, headers=bearer(TOKEN_A))).status_code == 200, path
+        assert (await api.get(path, headers=bearer(TOKEN_B))).status_code == 404, path
+    assert (await api.get("/images/item-1", headers=bearer(TOKEN_A))).status_code == 404

@@ -59,10 +59,27 @@ async def test_past_its_requests_per_minute_a_caller_gets_429_and_another_does_n
 
     assert [r.status_code for r in allowed] == [202, 202, 202]
     for response in past:
-        assert_limited(response, "too many tasks and uploads from this caller")
+        assert_limited(response, "too many tasks, uploads and enqueues from this caller")
         assert response.headers["retry-after"] == "20"  # 3 a minute: one every 20 s
     assert other.status_code == 202
     assert reading.status_code == 200  # reads are not limited
+
+
+async def test_enqueue_counts_in_the_caller_s_requests_per_minute(
+    messaging: CommonSettings, tmp_path: Path
+) -> None:
+    settings = limited_settings(messaging, tmp_path, rate_limit_per_minute=2)
+    async with running_api(settings) as api:
+        allowed = [
+            await api.post("/tasks", json=task(1), headers=A),
+            await api.post("/enqueue", headers=A),
+        ]
+        past = await api.post("/enqueue", headers=A)
+        other = await api.post("/enqueue", headers=B)
+
+    assert [r.status_code for r in allowed] == [202, 200]
+    assert_limited(past, "too many tasks, uploads and enqueues from this caller")
+    assert other.status_code == 200
 
 
 async def test_past_its_upload_bytes_per_minute_a_caller_gets_429_and_another_does_not(
@@ -132,4 +149,4 @@ async def test_without_authentication_the_limits_still_apply_per_address(
         second = await api.post("/tasks", json=task(2))
 
     assert first.status_code == 202
-    assert_limited(second, "too many tasks and uploads")
+    assert_limited(second, "too many tasks, uploads and enqueues")

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from imagebatch.api import store
 from imagebatch.api.store import CLAIM_IMAGES
 from imagebatch.core.db import create_pool, migrate
 from imagebatch.core.messages import ImageJob
@@ -76,6 +77,59 @@ async def test_the_api_may_not_write_the_operator_s_batch_rows(login_as: Login) 
         await api.execute("DELETE FROM batches")
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await api.execute("DROP TABLE uploads")
+
+
+async def test_the_api_may_not_change_batch_items_but_still_does_its_own_work(
+    database_url: str, login_as: Login
+) -> None:
+    """Row-level security (migration 0009): the api reads batch items, never writes them."""
+    admin: asyncpg.Connection = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(
+            "INSERT INTO jobs (id, kind, url, batch, status) VALUES ('item-1', 'batch',"
+            " 'https://a.test/i.jpg', 'ns/b', 'failed')"
+        )
+        await admin.execute("INSERT INTO images (url) VALUES ('https://a.test/seed.jpg')")
+    finally:
+        await admin.close()
+    user = await (await login_as("imagebatch_api")).fetchval("SELECT current_user")
+    pool = await create_pool(f"postgresql://{user}:pw@{database_url.split('@', 1)[1]}")
+    try:
+        assert await pool.fetchval("SELECT status FROM jobs WHERE id = 'item-1'") == "failed"
+        assert await pool.execute("UPDATE jobs SET status = 'pending' WHERE id = 'item-1'") == (
+            "UPDATE 0"
+        )
+        assert await pool.execute("DELETE FROM jobs WHERE batch = 'ns/b'") == "DELETE 0"
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await pool.execute(
+                "INSERT INTO jobs (id, kind, url, batch, status) VALUES ('item-2', 'batch',"
+                " 'https://a.test/j.jpg', 'ns/b', 'pending')"
+            )
+        assert await pool.fetchval("SELECT status FROM jobs WHERE id = 'item-1'") == "failed"
+
+        task, created = await store.insert_task(
+            pool,
+            job_id="t-1",
+            url="https://a.test/t.jpg",
+            ops=["thumbnail"],
+            idempotency_key=None,
+            request_hash="h",
+            caller="alice",
+        )
+        assert created
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await pool.execute("UPDATE jobs SET kind = 'batch' WHERE id = $1", task["id"])
+        await store.insert_upload(
+            pool,
+            store.UploadRecord("u-1", "upload://u-1", "u.jpg", "image/jpeg", 3, "u-1.jpg", "alice"),
+        )
+        claimed = await store.claim_images(pool, 10)
+        assert [c.url for c in claimed] == ["https://a.test/seed.jpg"]
+        await store.mark_unpublished(pool, [c.id for c in claimed], "broker down")
+        await store.delete_job(pool, "u-1")
+        assert await pool.fetchval("SELECT count(*) FROM jobs WHERE kind <> 'batch'") == 2
+    finally:
+        await pool.close()
 
 
 async def test_the_source_role_reads_the_seed_table_and_nothing_else(login_as: Login) -> None:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from imagebatch.core.settings import CommonSettings
-from tests.support.api import api_settings, query, running_api
+from tests.support.api import api_settings, image_bytes, query, running_api
 from tests.support.k8s import REPO, KubeCluster
 
 pytestmark = pytest.mark.k8s
@@ -232,6 +232,29 @@ async def test_a_task_is_recorded_as_the_reviewed_user_s(
         messaging.database_url, "SELECT caller FROM jobs WHERE id = $1", response.json()["id"]
     )
     assert row["caller"] == f"system:serviceaccount:{namespace}:caller"
+
+
+async def test_only_a_caller_that_may_create_batches_may_ask_for_thumbnails(
+    api: httpx.AsyncClient, kube_cluster: KubeCluster, namespace: str, caller_token: str
+) -> None:
+    kube_cluster.kubectl("create", "serviceaccount", "stranger", "-n", namespace)
+    stranger = bearer(token_for(kube_cluster, namespace, "stranger"))
+    refused = [
+        await api.post("/tasks", json={"url": "https://example.test/a.jpg"}, headers=stranger),
+        await api.post("/uploads", files={"file": ("a.jpg", image_bytes())}, headers=stranger),
+        await api.post("/enqueue", headers=stranger),
+    ]
+    allowed = await api.post(
+        "/tasks", json={"url": "https://example.test/a.jpg"}, headers=bearer(caller_token)
+    )
+
+    for response in refused:
+        assert response.status_code == 403, response.text
+        assert response.json()["detail"].startswith(
+            f"system:serviceaccount:{namespace}:stranger may not create imagebatches in "
+            f"namespace '{namespace}'"
+        )
+    assert allowed.status_code == 202, allowed.text
 
 
 async def test_retry_sets_the_annotation_with_the_caller_s_rights(
