@@ -66,6 +66,7 @@ from imagebatch.core.telemetry import inject_headers, setup_tracing  # noqa: E40
 from imagebatch.core.topology import batch_queue_name, declare_topology  # noqa: E402
 from imagebatch.devservers.postgres import PostgresServer  # noqa: E402
 from imagebatch.devservers.rabbitmq_cluster import RabbitMQCluster  # noqa: E402
+from imagebatch.devservers.worker_process import WorkerProcess  # noqa: E402
 from imagebatch.operator.items import Item  # noqa: E402
 from imagebatch.operator.publisher import build_messages  # noqa: E402
 from imagebatch.operator.pump import Pump  # noqa: E402
@@ -73,7 +74,6 @@ from imagebatch.operator.settings import OperatorSettings  # noqa: E402
 from imagebatch.worker.settings import WorkerSettings  # noqa: E402
 from tests.support.photos import photos  # noqa: E402
 from tests.support.pump_context import pump_context  # noqa: E402
-from tests.support.worker_process import WorkerProcess  # noqa: E402
 
 QUEUE_TYPES = ("classic", "quorum")
 NAMESPACE = "bench"

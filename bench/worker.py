@@ -84,12 +84,12 @@ from imagebatch.core.topology import declare_topology  # noqa: E402
 from imagebatch.devservers.postgres import PostgresServer  # noqa: E402
 from imagebatch.devservers.rabbitmq import RabbitMQServer  # noqa: E402
 from imagebatch.devservers.s3 import S3Server  # noqa: E402
+from imagebatch.devservers.worker_process import WorkerProcess, settings_env  # noqa: E402
 from imagebatch.worker.address_guard import AddressGuard, GuardedResolver  # noqa: E402
 from imagebatch.worker.settings import WorkerSettings  # noqa: E402
 from imagebatch.worker.timeline import PHASES  # noqa: E402
 from imagebatch.worker.transform import render  # noqa: E402
 from tests.support.photos import photos  # noqa: E402
-from tests.support.worker_process import WorkerProcess, settings_env  # noqa: E402
 
 SIZE = (1024, 768)
 CONTRACT_DEFAULTS = {"concurrency": 8, "prefetch": 16}

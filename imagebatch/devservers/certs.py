@@ -8,10 +8,17 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ModuleNotFoundError as missing:  # a plain install: the services do not need it
+    raise ModuleNotFoundError(
+        "the local Kubernetes control plane needs the devservers extra:"
+        " pip install 'imagebatch[devservers]'",
+        name=missing.name,
+    ) from missing
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ is YAML too.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -28,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from imagebatch.devservers.process import (
-    ServerStartError,
     ThrowawayServer,
+    find_cached,
     free_port,
     http_ok,
     spawn,
@@ -42,25 +41,12 @@ BINARY = "jaeger"
 STORE = "memstore"
 
 
-def default_cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagebatch" / BINARY
-
-
 def find_jaeger() -> Path:
     """The `jaeger` binary from `JAEGER_DIR` or the build cache, or a clear error."""
-    candidates: list[Path] = []
-    if os.environ.get("JAEGER_DIR"):
-        candidates.append(Path(os.environ["JAEGER_DIR"]))
-    root = default_cache_root()
-    if root.is_dir():
-        candidates += sorted(root.iterdir(), reverse=True)
-    for folder in candidates:
-        if (folder / BINARY).is_file():
-            return folder / BINARY
-    raise ServerStartError(
-        f"Jaeger was not found in JAEGER_DIR or {root}: run `make jaeger` to build it from the "
-        "Go module proxy"
+    folder = find_cached(
+        env="JAEGER_DIR", cache=BINARY, needs=[BINARY], what="Jaeger", make="jaeger"
     )
+    return folder / BINARY
 
 
 def jaeger_config(

@@ -18,7 +18,6 @@ are beside the binary in `crds/`.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -28,8 +27,8 @@ from pathlib import Path
 
 from imagebatch.devservers.certs import write_serving_certs
 from imagebatch.devservers.process import (
-    ServerStartError,
     ThrowawayServer,
+    find_cached,
     free_port,
     http_ok,
     spawn,
@@ -42,24 +41,10 @@ CLUSTER_OBJECT_NAMESPACE = "keda"
 """Where KEDA looks for the Secrets of ClusterTriggerAuthentications; ImageBatch uses none."""
 
 
-def default_cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagebatch" / "keda"
-
-
 def find_keda() -> Path:
     """The folder with the `keda` binary and its `crds/`, or a clear error."""
-    candidates: list[Path] = []
-    if os.environ.get("KEDA_DIR"):
-        candidates.append(Path(os.environ["KEDA_DIR"]))
-    root = default_cache_root()
-    if root.is_dir():
-        candidates += sorted(root.iterdir(), reverse=True)
-    for folder in candidates:
-        if (folder / BINARY).is_file() and (folder / "crds").is_dir():
-            return folder
-    raise ServerStartError(
-        f"the KEDA operator was not found in KEDA_DIR or {root}: run `make keda` to build it "
-        "from the Go module proxy"
+    return find_cached(
+        env="KEDA_DIR", cache="keda", needs=[BINARY, "crds"], what="the KEDA operator", make="keda"
     )
 
 

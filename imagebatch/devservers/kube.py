@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import ssl
 import subprocess
@@ -23,6 +22,7 @@ from imagebatch.devservers.certs import ClusterCerts, write_cluster_certs
 from imagebatch.devservers.process import (
     ServerStartError,
     ThrowawayServer,
+    find_cached,
     free_port,
     log_tail,
     spawn,
@@ -42,24 +42,14 @@ CONTROLLERS = ",".join(
 )
 
 
-def default_cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagebatch" / "envtest"
-
-
 def find_assets() -> Path:
     """The folder with etcd/kube-apiserver/kube-controller-manager, or a clear error."""
-    candidates: list[Path] = []
-    if os.environ.get("KUBEBUILDER_ASSETS"):
-        candidates.append(Path(os.environ["KUBEBUILDER_ASSETS"]))
-    root = default_cache_root()
-    if root.is_dir():
-        candidates += sorted(root.iterdir(), reverse=True)
-    for folder in candidates:
-        if all((folder / b).is_file() for b in REQUIRED_BINARIES):
-            return folder
-    raise ServerStartError(
-        "envtest binaries (etcd, kube-apiserver, kube-controller-manager) not found in "
-        f"KUBEBUILDER_ASSETS or {root}: run `make envtest` to build them from the Go module proxy"
+    return find_cached(
+        env="KUBEBUILDER_ASSETS",
+        cache="envtest",
+        needs=REQUIRED_BINARIES,
+        what="envtest binaries (etcd, kube-apiserver, kube-controller-manager)",
+        make="envtest",
     )
 
 

@@ -36,6 +36,29 @@ def find_binary(name: str, *extra_dirs: str | Path) -> str | None:
     return shutil.which(name)
 
 
+def find_cached(*, env: str, cache: str, needs: Sequence[str], what: str, make: str) -> Path:
+    """The folder holding every file or folder in `needs`: `$env` when it is set, else the newest
+    build in `$XDG_CACHE_HOME/imagebatch/<cache>/` (where `make <make>` puts one), or an error
+    that says how to build it.
+
+    One search for every Go-built server (envtest, KEDA, versitygw, Jaeger): the hack/ build
+    scripts cache each version in its own subfolder, so the newest name wins.
+    """
+    candidates: list[Path] = []
+    if os.environ.get(env):
+        candidates.append(Path(os.environ[env]))
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagebatch" / cache
+    if root.is_dir():
+        candidates += sorted(root.iterdir(), reverse=True)
+    for folder in candidates:
+        if all((folder / name).exists() for name in needs):
+            return folder
+    raise ServerStartError(
+        f"{what} not found in {env} or {root}: run `make {make}` to build it from the Go "
+        "module proxy"
+    )
+
+
 def log_tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagebatch.devservers.process import (
-    ServerStartError,
     ThrowawayServer,
+    find_cached,
     free_port,
     http_ok,
     spawn,
@@ -53,25 +53,12 @@ HEALTH_PATH = "/health"
 S3_NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
-def default_cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "imagebatch" / BINARY
-
-
 def find_versitygw() -> Path:
     """The `versitygw` binary from `S3_SERVER_DIR` or the build cache, or a clear error."""
-    candidates: list[Path] = []
-    if os.environ.get("S3_SERVER_DIR"):
-        candidates.append(Path(os.environ["S3_SERVER_DIR"]))
-    root = default_cache_root()
-    if root.is_dir():
-        candidates += sorted(root.iterdir(), reverse=True)
-    for folder in candidates:
-        if (folder / BINARY).is_file():
-            return folder / BINARY
-    raise ServerStartError(
-        f"the versitygw S3 server was not found in S3_SERVER_DIR or {root}: run `make s3` to "
-        "build it from the Go module proxy"
+    folder = find_cached(
+        env="S3_SERVER_DIR", cache=BINARY, needs=[BINARY], what="the versitygw S3 server", make="s3"
     )
+    return folder / BINARY
 
 
 def supports_user_xattrs(folder: Path) -> bool:

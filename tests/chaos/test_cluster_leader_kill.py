@@ -25,7 +25,9 @@ from imagebatch.core.broker import connect, producer_channel
 from imagebatch.core.settings import CommonSettings
 from imagebatch.core.topology import declare_topology
 from imagebatch.devservers.rabbitmq_cluster import RabbitMQCluster
+from imagebatch.devservers.worker_process import WorkerProcess
 from imagebatch.worker.settings import WorkerSettings
+from tests.support.completions import count_completions, install_completion_counter
 from tests.support.image_server import ImageServer
 from tests.support.worker_fixtures import (
     count_status,
@@ -35,11 +37,6 @@ from tests.support.worker_fixtures import (
     queue_depth,
     wait_for,
     worker_settings,
-)
-from tests.support.worker_process import (
-    WorkerProcess,
-    count_completions,
-    install_completion_counter,
 )
 
 pytestmark = pytest.mark.slow

@@ -18,11 +18,11 @@ import pytest
 from imagebatch.core.db import apply_migrations
 from imagebatch.core.settings import CommonSettings
 from imagebatch.devservers.postgres import PostgresServer
+from tests.support.completions import count_completions, install_completion_counter
 from tests.support.image_server import ImageServer
 from tests.support.k8s import KubeCluster
 from tests.support.operator import Batches, OperatorFactory, outputs, supervise
 from tests.support.worker_fixtures import job_rows, queue_depth
-from tests.support.worker_process import count_completions, install_completion_counter
 
 ROWS = 300
 

@@ -22,10 +22,10 @@ import pytest
 
 from imagebatch.core.settings import CommonSettings
 from imagebatch.core.topology import batch_queue_name
+from tests.support.completions import count_completions, install_completion_counter
 from tests.support.image_server import ImageServer
 from tests.support.k8s import KubeCluster
 from tests.support.operator import Batches, OperatorFactory, outputs, supervise
-from tests.support.worker_process import count_completions, install_completion_counter
 
 CHUNK = 1_000
 

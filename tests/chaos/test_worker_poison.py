@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from imagebatch.core.settings import CommonSettings
+from imagebatch.devservers.worker_process import WorkerProcess
 from imagebatch.worker.settings import WorkerSettings
+from tests.support.completions import count_completions, install_completion_counter
 from tests.support.image_server import ImageServer
 from tests.support.worker_fixtures import (
     count_status,
@@ -24,11 +26,6 @@ from tests.support.worker_fixtures import (
     queue_depth,
     wait_for,
     worker_settings,
-)
-from tests.support.worker_process import (
-    WorkerProcess,
-    count_completions,
-    install_completion_counter,
 )
 
 pytestmark = pytest.mark.slow

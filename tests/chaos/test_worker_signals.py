@@ -14,8 +14,10 @@ import pytest
 from PIL import Image
 
 from imagebatch.core.settings import CommonSettings
+from imagebatch.devservers.worker_process import WorkerProcess
 from imagebatch.worker.settings import WorkerSettings
 from imagebatch.worker.storage import TEMP_PREFIX
+from tests.support.completions import count_completions, install_completion_counter
 from tests.support.image_server import ImageServer
 from tests.support.worker_fixtures import (
     count_status,
@@ -26,11 +28,6 @@ from tests.support.worker_fixtures import (
     queue_depth,
     wait_for,
     worker_settings,
-)
-from tests.support.worker_process import (
-    WorkerProcess,
-    count_completions,
-    install_completion_counter,
 )
 
 BATCH = 400

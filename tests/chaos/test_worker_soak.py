@@ -22,8 +22,10 @@ import pytest
 from imagebatch.core.broker import connect, producer_channel
 from imagebatch.core.settings import CommonSettings
 from imagebatch.core.topology import declare_topology
+from imagebatch.devservers.worker_process import WorkerProcess
 from imagebatch.worker.settings import WorkerSettings
 from imagebatch.worker.storage import TEMP_PREFIX
+from tests.support.completions import count_completions, install_completion_counter
 from tests.support.image_server import ImageServer
 from tests.support.worker_fixtures import (
     count_status,
@@ -31,11 +33,6 @@ from tests.support.worker_fixtures import (
     job_body,
     queue_depth,
     worker_settings,
-)
-from tests.support.worker_process import (
-    WorkerProcess,
-    count_completions,
-    install_completion_counter,
 )
 
 IMAGES = int(os.environ.get("SOAK_IMAGES", "2000"))

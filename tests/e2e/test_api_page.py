@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import ConsoleMessage, async_playwright, expect
 
 from imagebatch.core.settings import CommonSettings
-from tests.support.api_e2e import api_process, worker_process
+from imagebatch.devservers.service_process import api_process, worker_process
 from tests.support.image_server import ImageServer
 from tests.support.k8s import KubeCluster
 from tests.support.photos import photos

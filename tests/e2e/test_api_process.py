@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from imagebatch.core.settings import CommonSettings
-from tests.support.api_e2e import free_port, service_env, start, wait_until
+from imagebatch.devservers.process import free_port
+from imagebatch.devservers.service_process import service_env, start, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from imagebatch.core.settings import CommonSettings
-from tests.support.api_e2e import api_process
+from imagebatch.devservers.service_process import api_process
 from tests.support.k8s import KubeCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.k8s]

@@ -11,14 +11,9 @@ import pytest
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from imagebatch.core.settings import CommonSettings
-from tests.support.api_e2e import (
-    CollectedSpan,
-    api_process,
-    otlp_receiver,
-    wait_until,
-    worker_process,
-)
+from imagebatch.devservers.service_process import api_process, wait_until, worker_process
 from tests.support.image_server import ImageServer
+from tests.support.otlp_receiver import CollectedSpan, otlp_receiver
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from imagebatch.core.settings import CommonSettings
+from imagebatch.devservers.service_process import api_process, wait_until, worker_process
 from tests.support.api import query, seed_images
-from tests.support.api_e2e import api_process, wait_until, worker_process
 from tests.support.image_server import ImageServer
 from tests.support.photos import photos
 

@@ -16,7 +16,12 @@ from PIL import Image
 
 from imagebatch.core.settings import CommonSettings
 from imagebatch.devservers.s3 import S3Server
-from tests.support.api_e2e import api_process, bucket_storage, wait_until, worker_process
+from imagebatch.devservers.service_process import (
+    api_process,
+    bucket_storage,
+    wait_until,
+    worker_process,
+)
 from tests.support.photos import photos
 
 pytestmark = pytest.mark.slow

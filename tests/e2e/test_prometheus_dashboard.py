@@ -18,7 +18,7 @@ import httpx
 from imagebatch.core.settings import CommonSettings
 from imagebatch.devservers.operator_process import OperatorProcess
 from imagebatch.devservers.prometheus import PrometheusServer, ScrapeJob
-from tests.support.api_e2e import api_process
+from imagebatch.devservers.service_process import api_process
 from tests.support.image_server import ImageServer
 from tests.support.monitoring import RULES, dashboard_queries, rule_groups
 from tests.support.operator import Batches, eventually

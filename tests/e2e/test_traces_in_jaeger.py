@@ -17,8 +17,8 @@ import pytest
 from imagebatch.core.settings import CommonSettings
 from imagebatch.devservers.jaeger import JaegerServer, JaegerSpan, JaegerTrace
 from imagebatch.devservers.operator_process import OperatorProcess
+from imagebatch.devservers.service_process import api_process, wait_until, worker_process
 from tests.support.api import seed_images
-from tests.support.api_e2e import api_process, wait_until, worker_process
 from tests.support.image_server import ImageServer
 from tests.support.operator import Batches, OperatorFactory
 from tests.support.photos import photos

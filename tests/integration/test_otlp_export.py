@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from imagebatch.core.otlp import OtlpProtocol
 from imagebatch.core.settings import CommonSettings
 from imagebatch.core.telemetry import otlp_exporter
-from tests.support.api_e2e import otlp_receiver
+from tests.support.otlp_receiver import otlp_receiver
 
 
 @dataclass

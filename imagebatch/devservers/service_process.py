@@ -1,6 +1,7 @@
-"""End-to-end helpers for the api: the api and the worker as real processes (`python -m …`,
-configured only through their environment variables, exactly as in a pod), and an OTLP/gRPC
-receiver that collects the spans both export.
+"""The api and the worker as the processes a pod runs (`python -m imagebatch.api`, `python -m
+imagebatch.worker` or a console script), configured only through their environment variables:
+the parent's service variables never leak in, each process logs to its own file, and stopping is
+SIGTERM (a graceful exit flushes spans) before a kill.
 
 Everything listens on 127.0.0.1 only.
 """
@@ -10,23 +11,27 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import grpc  # type: ignore[import-untyped]
 import httpx
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.trace.v1 import trace_pb2
 
 from imagebatch.core.settings import CommonSettings
+from imagebatch.devservers.process import free_port
 from imagebatch.devservers.s3 import S3Server
+
+
+class ServiceError(AssertionError):
+    """A service exited or did not become ready; the message carries its log.
+
+    An AssertionError, so a test that waits on a service reports it as a failure, not an error.
+    """
+
 
 SERVICE_ENV = (
     "RABBIT_URL",
@@ -60,13 +65,6 @@ SERVICE_ENV = (
     "AWS_PROFILE",
 )
 """Variables the parent's environment must not leak into a service started by a test."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def service_env(messaging: CommonSettings, **variables: object) -> dict[str, str]:
@@ -144,12 +142,12 @@ async def wait_until(
     deadline = time.monotonic() + within
     while not await check():
         if service is not None and service.process.poll() is not None:
-            raise AssertionError(
+            raise ServiceError(
                 f"{service.name} exited while waiting for {what}:\n{service.output()}"
             )
         if time.monotonic() > deadline:
             logs = f"\n{service.name} log:\n{service.output()}" if service else ""
-            raise AssertionError(f"{what}: not within {within}s{logs}")
+            raise ServiceError(f"{what}: not within {within}s{logs}")
         await asyncio.sleep(0.1)
 
 
@@ -211,82 +209,5 @@ async def worker_process(
         yield service
     finally:
         code = service.stop()
-        assert code == 0, f"worker exited with {code}:\n{service.output()}"
-
-
-@dataclass
-class CollectedSpan:
-    """One span as an OTLP exporter sent it."""
-
-    service: str
-    name: str
-    trace_id: str
-    span_id: str
-    parent_id: str
-    kind: int
-
-
-@dataclass
-class OtlpReceiver:
-    """An OTLP/gRPC trace receiver on loopback; `spans` grows as exporters send."""
-
-    port: int = 0
-    spans: list[CollectedSpan] = field(default_factory=list)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def by_trace(self, trace_id: str) -> list[CollectedSpan]:
-        return [s for s in self.spans if s.trace_id == trace_id]
-
-    def collect(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
-        for resource_spans in request.resource_spans:
-            service = next(
-                (
-                    a.value.string_value
-                    for a in resource_spans.resource.attributes
-                    if a.key == "service.name"
-                ),
-                "",
-            )
-            for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.spans:
-                    self.spans.append(_collected(service, span))
-
-
-def _collected(service: str, span: trace_pb2.Span) -> CollectedSpan:
-    return CollectedSpan(
-        service=service,
-        name=span.name,
-        trace_id=span.trace_id.hex(),
-        span_id=span.span_id.hex(),
-        parent_id=span.parent_span_id.hex(),
-        kind=span.kind,
-    )
-
-
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, receiver: OtlpReceiver) -> None:
-        self.receiver = receiver
-
-    async def Export(
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: Any
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        self.receiver.collect(request)
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-@asynccontextmanager
-async def otlp_receiver() -> AsyncIterator[OtlpReceiver]:
-    receiver = OtlpReceiver()
-    server = grpc.aio.server()
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        _TraceService(receiver), server
-    )
-    receiver.port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield receiver
-    finally:
-        await server.stop(grace=None)
+        if code != 0:
+            raise RuntimeError(f"worker exited with {code}:\n{service.output()}")

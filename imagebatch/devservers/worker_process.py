@@ -1,5 +1,6 @@
-"""Workers as real processes (`python -m imagebatch.worker`), for tests that signal, kill or
-starve them, plus a trigger that counts every completion a job ever gets.
+"""Workers as real processes (`python -m imagebatch.worker`), configured from a `WorkerSettings`
+through the environment, for the tests that signal, kill or starve them and the benchmarks that
+time them: started, waited on until /readyz answers, signalled, waited for or killed.
 """
 
 from __future__ import annotations
@@ -9,53 +10,15 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 from pydantic import BaseModel
 
+from imagebatch.devservers.process import free_port
 from imagebatch.worker.settings import WorkerSettings
-
-COMPLETIONS_SQL = """
-CREATE TABLE IF NOT EXISTS completions (id TEXT NOT NULL, at TIMESTAMPTZ DEFAULT clock_timestamp());
-CREATE OR REPLACE FUNCTION note_completion() RETURNS trigger AS $$
-BEGIN
-    IF NEW.status = 'completed' THEN
-        INSERT INTO completions (id) VALUES (NEW.id);
-    END IF;
-    RETURN NEW;
-END $$ LANGUAGE plpgsql;
-CREATE TRIGGER jobs_completion AFTER INSERT OR UPDATE ON jobs
-    FOR EACH ROW EXECUTE FUNCTION note_completion();
-"""
-"""Every write that leaves a job `completed` adds a row: a job completed twice shows twice."""
-
-
-async def count_completions(database_url: str) -> dict[str, int]:
-    conn: asyncpg.Connection = await asyncpg.connect(database_url)
-    try:
-        rows = await conn.fetch("SELECT id, count(*) AS n FROM completions GROUP BY id")
-    finally:
-        await conn.close()
-    return {r["id"]: int(r["n"]) for r in rows}
-
-
-async def install_completion_counter(database_url: str) -> None:
-    conn: asyncpg.Connection = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(COMPLETIONS_SQL)
-    finally:
-        await conn.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def settings_env(settings: BaseModel) -> dict[str, str]:
