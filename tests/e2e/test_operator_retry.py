@@ -19,7 +19,7 @@ import pytest
 from imagebatch.core.retry_request import RETRY_FAILED_ANNOTATION as ANNOTATION
 from imagebatch.core.settings import CommonSettings
 from imagebatch.devservers.operator_process import OperatorProcess
-from tests.support.api_e2e import api_process
+from imagebatch.devservers.service_process import api_process
 from tests.support.image_server import ImageServer
 from tests.support.k8s import KubeCluster
 from tests.support.kubectl_plugin import kubectl_imagebatch
