@@ -119,7 +119,9 @@ async def test_a_batch_of_500_writes_1000_thumbnails_to_its_bucket_and_mounts_no
     )
     assert deployment is not None
     pod = deployment.spec.template.spec
-    assert not pod.volumes
+    claims = [v.name for v in pod.volumes or [] if v.persistent_volume_claim is not None]
+    assert not claims, "a bucket's workers share no volume"
+    assert all(v.empty_dir is not None for v in pod.volumes or []), "only scratch space (/tmp)"
     env = {e.name: e.value for e in pod.containers[0].env}
     assert env["OUTPUT_URL"] == f"s3://{s3_bucket}/fleet"
 

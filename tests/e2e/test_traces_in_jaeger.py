@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,12 +136,30 @@ async def test_a_batch_item_s_worker_span_links_to_its_chunk_s_publish_span_in_t
     await wait_until(items_arrived, within=60, what="the batch items' traces in Jaeger")
 
     assert len({t.trace_id for t in items}) == 3, "each item is a trace of its own"
+    links: list[tuple[str, str]] = []
     for item in items:
         [consume] = item.named("process_image", "worker")
         assert consume.parent_id is None, "an item's trace starts at the worker"
         assert {s.service for s in item.spans} == {"worker"}
-        [(chunk_trace, chunk_span)] = consume.links
-        chunk = await asyncio.to_thread(jaeger.trace, chunk_trace)
-        [publish] = [s for s in chunk.spans if s.span_id == chunk_span]
+        [link] = consume.links
+        links.append(link)
+
+    chunks: dict[str, JaegerTrace] = {}
+
+    async def chunks_arrived() -> bool:
+        """The operator exports its spans in batches of its own: the chunk's may come later."""
+        for chunk_trace, _ in links:
+            if chunk_trace not in chunks:
+                try:
+                    chunks[chunk_trace] = await asyncio.to_thread(jaeger.trace, chunk_trace)
+                except urllib.error.HTTPError as exc:
+                    if exc.code != 404:
+                        raise
+                    return False
+        return True
+
+    await wait_until(chunks_arrived, within=60, what="the operator's chunk spans in Jaeger")
+    for chunk_trace, chunk_span in links:
+        [publish] = [s for s in chunks[chunk_trace].spans if s.span_id == chunk_span]
         assert (publish.service, kind(publish)) == ("operator", "producer")
         assert publish.name.endswith("publish")
