@@ -8,15 +8,12 @@ batch's namespace decides who may retry.
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from imagebatch.api.deps import CallerDep, ServicesDep
 from imagebatch.api.errors import responses
-from imagebatch.api.routes_batches import Namespace, namespace_for
-from imagebatch.core.imagebatch import DNS_LABEL
+from imagebatch.api.routes_batches import BatchNamePath, Namespace, namespace_for
 from imagebatch.core.retry_request import RETRY_FAILED_ANNOTATION, new_retry_request, retry_patch
 
 router = APIRouter(tags=["batches"])
@@ -42,7 +39,7 @@ class RetryRequested(BaseModel):
     summary="Retry a batch's failed items",
 )
 async def retry_failed(
-    name: Annotated[str, Path(min_length=1, max_length=63, pattern=DNS_LABEL)],
+    name: BatchNamePath,
     services: ServicesDep,
     caller: CallerDep,
     namespace: Namespace = None,

@@ -28,6 +28,9 @@ def namespace_for(caller: Caller, requested: str | None, services: ServicesDep) 
     return namespace
 
 
+BatchNamePath = Annotated[str, Path(min_length=1, max_length=63, pattern=DNS_LABEL)]
+"""An ImageBatch's name in a route's path: a DNS label, as Kubernetes names it."""
+
 Namespace = Annotated[
     str | None,
     Query(
@@ -85,7 +88,7 @@ async def create_batch(
     summary="One ImageBatch",
 )
 async def get_batch(
-    name: Annotated[str, Path(min_length=1, max_length=63, pattern=DNS_LABEL)],
+    name: BatchNamePath,
     services: ServicesDep,
     caller: CallerDep,
     namespace: Namespace = None,

@@ -12,19 +12,17 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from imagebatch.api.deps import CallerDep, ServicesDep
 from imagebatch.api.errors import responses
-from imagebatch.api.routes_batches import Namespace, namespace_for
+from imagebatch.api.routes_batches import BatchNamePath, Namespace, namespace_for
 from imagebatch.core.batch_items import MAX_PAGE, ItemsPage, all_items, csv_text, items_page
-from imagebatch.core.imagebatch import DNS_LABEL
 from imagebatch.core.jobs import JobStatus
 
 router = APIRouter(tags=["batches"])
 
-BatchNamePath = Annotated[str, Path(min_length=1, max_length=63, pattern=DNS_LABEL)]
 CSV = "text/csv"
 JSONL = "application/jsonl"
 
