@@ -21,7 +21,12 @@ publish  the operator's pump (imagebatch.operator.pump, in this process on the o
 worker   --images photos (1024x768 JPEG, from a bare loopback origin) published to a work queue
          of the type, then one worker process (`python -m imagebatch.worker`, CONCURRENCY 8,
          PREFETCH 16) takes them: images/s from the first job started to the last completed.
-         `quorum_over_classic` (target ≥ 0.9).
+         `quorum_over_classic` (target ≥ 0.9). The three broker nodes share the cores with
+         the worker here, so each run also says where the CPU went per image (processes grouped
+         by command name: run it on a machine without other brokers or databases busy):
+         `worker_cpu_quorum_over_classic` near 1 says the worker does the same work on both
+         queue types and the rate's gap is the brokers' Raft work taking the worker's cores, a
+         cost that broker nodes on their own machines do not pass on.
 
 Writes the JSON to --output and prints it. Not a test: numbers depend on the machine.
 """
@@ -57,6 +62,7 @@ import aio_pika  # noqa: E402
 import asyncpg  # noqa: E402
 from opentelemetry import trace  # noqa: E402
 
+from bench.cpu_accounting import CpuSnapshot, cpu_report  # noqa: E402
 from bench.photo_origin import PhotoOrigin  # noqa: E402
 from imagebatch.core.broker import connect, producer_channel  # noqa: E402
 from imagebatch.core.db import create_pool, migrate  # noqa: E402
@@ -74,6 +80,7 @@ from imagebatch.operator.settings import OperatorSettings  # noqa: E402
 from imagebatch.worker.settings import WorkerSettings  # noqa: E402
 from tests.support.photos import photos  # noqa: E402
 from tests.support.pump_context import pump_context  # noqa: E402
+from tests.support.worker_fixtures import publish  # noqa: E402
 
 QUEUE_TYPES = ("classic", "quorum")
 NAMESPACE = "bench"
@@ -132,8 +139,8 @@ async def operator_publish(settings: CommonSettings, rows: int) -> float:
     operator_settings = OperatorSettings(**settings.model_dump())
     pool = await create_pool(settings.database_url, min_size=1, max_size=10)
     broker = await connect(settings.rabbit_url)
+    context = pump_context(operator_settings, pool, broker)
     try:
-        context = pump_context(operator_settings, pool, broker)
         gate = asyncio.Event()
         gate.set()
         pump = Pump(context, spec.batch, str(uuid.uuid4()), gate)
@@ -146,6 +153,7 @@ async def operator_publish(settings: CommonSettings, rows: int) -> float:
         if published != rows or pump.problem is not None:
             raise RuntimeError(f"the pump published {published}/{rows}: {pump.problem}")
     finally:
+        await context.sources.close()  # the source pool the pump opened for the batch
         await broker.close()
         await pool.close()
     await delete_queues(settings, batch_queue_name(spec.namespace, spec.name))
@@ -239,29 +247,21 @@ async def publish_part(
 
 async def worker_run(
     cluster: RabbitMQCluster, admin_url: str, queue_type: str, count: int, workdir: Path
-) -> float:
-    """Images/s of one worker process taking `count` photos from a `queue_type` work queue."""
+) -> tuple[float, dict[str, float]]:
+    """Images/s of one worker process taking `count` photos from a `queue_type` work queue,
+    and the CPU milliseconds per image of each process group from the worker's readiness to
+    the last completion."""
     database_url = await fresh_database(admin_url)
     settings = messaging(cluster, database_url, queue_type)
     async with PhotoOrigin(photos(PHOTO_SIZE)) as origin:
-        connection = await connect(settings.rabbit_url)
-        async with connection:
-            channel = await producer_channel(connection)
-            topology = await declare_topology(channel, settings)
-            await asyncio.gather(
-                *(
-                    topology.exchange.publish(
-                        aio_pika.Message(
-                            json.dumps(
-                                {"url": origin.url(i), "id": f"w-{i:05d}", "output": "bench"}
-                            ).encode(),
-                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        ),
-                        routing_key=settings.routing_key,
-                    )
-                    for i in range(count)
-                )
-            )
+        await publish(
+            settings,
+            [
+                json.dumps({"url": origin.url(i), "id": f"w-{i:05d}", "output": "bench"}).encode()
+                for i in range(count)
+            ],
+            window=count,
+        )
         worker_settings = WorkerSettings(
             **{
                 **settings.model_dump(),
@@ -276,6 +276,9 @@ async def worker_run(
         await worker.start()
         conn: asyncpg.Connection = await asyncpg.connect(database_url)
         try:
+            await worker.wait_ready(within=60)
+            assert worker.process is not None
+            cpu_before = CpuSnapshot.take(worker.process.pid)
             began = time.perf_counter()
             while (
                 await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'completed'")
@@ -283,6 +286,7 @@ async def worker_run(
                 if time.perf_counter() - began > 600:
                     raise RuntimeError(f"{queue_type}: not all {count} completed after 600 s")
                 await asyncio.sleep(0.05)
+            cpu_after = CpuSnapshot.take(worker.process.pid)
             span = await conn.fetchval(
                 "SELECT extract(epoch FROM max(completed_at) - min(started_at)) FROM jobs"
             )
@@ -292,20 +296,33 @@ async def worker_run(
             await worker.wait()
             await worker.close()
     await delete_queues(settings, settings.queue)
-    return count / float(span)
+    ms_per_image = cast(dict[str, float], cpu_report(cpu_before, cpu_after, count)["ms_per_image"])
+    return count / float(span), {
+        group: ms_per_image.get(group, 0.0)
+        for group in ("worker", "rabbitmq", "postgres", "bench_and_origin", "machine_total")
+    }
 
 
 async def worker_part(
     cluster: RabbitMQCluster, admin_url: str, count: int, runs: int, workdir: Path
 ) -> dict[str, Any]:
     rates: dict[str, list[float]] = {q: [] for q in QUEUE_TYPES}
+    cpu: dict[str, list[dict[str, float]]] = {q: [] for q in QUEUE_TYPES}
     for run in range(runs):
         order = QUEUE_TYPES if run % 2 == 0 else tuple(reversed(QUEUE_TYPES))
         for queue_type in order:
-            rate = await worker_run(cluster, admin_url, queue_type, count, workdir)
+            rate, ms = await worker_run(cluster, admin_url, queue_type, count, workdir)
             rates[queue_type].append(round(rate, 1))
-            print(f"worker run {run + 1}: {queue_type}: {rate:.1f} images/s")
+            cpu[queue_type].append(ms)
+            print(
+                f"worker run {run + 1}: {queue_type}: {rate:.1f} images/s; CPU ms/image "
+                f"worker {ms['worker']:.2f}, rabbitmq {ms['rabbitmq']:.2f}"
+            )
     medians = {q: statistics.median(values) for q, values in rates.items()}
+    cpu_medians = {
+        q: {group: round(statistics.median(run[group] for run in runs_), 3) for group in runs_[0]}
+        for q, runs_ in cpu.items()
+    }
     return {
         "images": count,
         "photo_size": list(PHOTO_SIZE),
@@ -316,6 +333,13 @@ async def worker_part(
         "quorum_over_classic_by_run": [
             round(q / c, 3) for q, c in zip(rates["quorum"], rates["classic"], strict=True)
         ],
+        "cpu_ms_per_image_median": cpu_medians,
+        "worker_cpu_quorum_over_classic": round(
+            cpu_medians["quorum"]["worker"] / cpu_medians["classic"]["worker"], 3
+        ),
+        "rabbitmq_cpu_quorum_over_classic": round(
+            cpu_medians["quorum"]["rabbitmq"] / cpu_medians["classic"]["rabbitmq"], 3
+        ),
     }
 
 

@@ -18,7 +18,8 @@ import time
 
 from aio_pika.abc import AbstractExchange
 
-from imagebatch.core.dependencies import BROKER_ERRORS, DB_ERRORS
+from imagebatch.core.dependencies import BROKER_ERRORS, failing_as
+from imagebatch.core.errors import DependencyDown
 from imagebatch.core.imagebatch import RunSpec
 from imagebatch.core.jobs import mark_published
 from imagebatch.operator import items
@@ -30,6 +31,8 @@ from imagebatch.operator.sources import SourceConnection
 
 log = logging.getLogger(__name__)
 MAX_PAUSE_SECONDS = 30.0
+UNAVAILABLE = {"database": "DatabaseUnavailable", "broker": "BrokerUnavailable"}
+"""The status condition's reason for each dependency the pump calls (`failing_as`)."""
 
 
 class Pump:
@@ -52,10 +55,10 @@ class Pump:
                 await self._feed(spec)
                 self.problem = None
                 return
-            except DB_ERRORS as exc:
-                self.problem = Problem("DatabaseUnavailable", f"publishing paused: {exc!r}")
-            except BROKER_ERRORS as exc:
-                self.problem = Problem("BrokerUnavailable", f"publishing paused: {exc!r}")
+            except DependencyDown as exc:
+                self.problem = Problem(
+                    UNAVAILABLE[exc.dependency], f"publishing paused: {exc.reason}"
+                )
             except Exception as exc:  # e.g. the broker refused a message: not a reason to stop
                 log.exception("%s: publishing failed", self.batch)
                 self.problem = Problem("PublishFailed", f"publishing paused: {exc!r}")
@@ -64,16 +67,21 @@ class Pump:
             pause = min(pause * 2, MAX_PAUSE_SECONDS)
 
     async def _feed(self, spec: RunSpec) -> None:
-        feed = await items.register(self.ctx.pool, spec, self.uid)
-        channel = await self.ctx.broker.channel(publisher_confirms=True, on_return_raises=True)
-        source = (
-            None if spec.urls is not None else await self.ctx.sources.for_namespace(spec.namespace)
-        )
+        with failing_as("database"):
+            feed = await items.register(self.ctx.pool, spec, self.uid)
+            source = (
+                None
+                if spec.urls is not None
+                else await self.ctx.sources.for_namespace(spec.namespace)
+            )
+        with failing_as("broker"):
+            channel = await self.ctx.broker.channel(publisher_confirms=True, on_return_raises=True)
         materializer = asyncio.create_task(
             self._materialize(spec, feed, source), name="materialize"
         )
         try:
-            exchange = await ensure_queue(channel, self.ctx.settings, spec)
+            with failing_as("broker"):
+                exchange = await ensure_queue(channel, self.ctx.settings, spec)
             while True:
                 all_made = materializer.done()
                 if all_made:
@@ -102,7 +110,8 @@ class Pump:
         chunk = self.ctx.settings.publish_chunk_size
         while not feed.materialized_all:
             await self.gate.wait()
-            feed = await items.materialize_step(self.ctx.pool, source, spec, self.uid, chunk)
+            with failing_as("database"):
+                feed = await items.materialize_step(self.ctx.pool, source, spec, self.uid, chunk)
             self._made.set()
 
     async def _publish_pass(self, spec: RunSpec, exchange: AbstractExchange) -> bool:
@@ -114,7 +123,8 @@ class Pump:
         try:
             while True:
                 await self.gate.wait()
-                fresh, taken = await fetching
+                with failing_as("database"):
+                    fresh, taken = await fetching
                 if not fresh and not taken:
                     return found
                 found = True
@@ -123,15 +133,18 @@ class Pump:
                     items.unpublished(pool, self.batch, after=after, limit=half)
                 )
                 if taken:  # published before a crash, and a worker has it: only the record is due
-                    await mark_published(pool, taken)
+                    with failing_as("database"):
+                        await mark_published(pool, taken)
                 began = time.perf_counter()
-                outcome = await publish_chunk(exchange, spec, fresh)
+                with failing_as("broker"):
+                    outcome = await publish_chunk(exchange, spec, fresh)
                 if recording is not None:
                     await recording
                 recording = asyncio.create_task(self._record(outcome, began))
                 if outcome.error is not None:
                     await recording
-                    raise outcome.error
+                    with failing_as("broker"):
+                        raise outcome.error
         finally:
             fetching.cancel()
             if recording is not None and not recording.done():
@@ -139,8 +152,9 @@ class Pump:
 
     async def _record(self, outcome: Outcome, began: float) -> None:
         pool, metrics = self.ctx.pool, self.ctx.metrics
-        await mark_published(pool, outcome.confirmed)
-        if outcome.invalid:
-            await items.fail(pool, outcome.invalid)
+        with failing_as("database"):
+            await mark_published(pool, outcome.confirmed)
+            if outcome.invalid:
+                await items.fail(pool, outcome.invalid)
         metrics.items_published.inc(len(outcome.confirmed))
         metrics.publish_seconds.observe(time.perf_counter() - began)

@@ -16,7 +16,6 @@ is YAML too.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tempfile
 import time
@@ -27,12 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from imagebatch.devservers.process import (
-    ThrowawayServer,
+    OneProcessServer,
     find_cached,
     free_port,
     http_ok,
     spawn,
-    stop_group,
     tcp_open,
     wait_until,
 )
@@ -87,7 +85,7 @@ def jaeger_config(
 
 
 @dataclass
-class JaegerServer(ThrowawayServer):
+class JaegerServer(OneProcessServer):
     """One Jaeger with in-memory storage; `close()` stops it and removes its folder (and so
     every trace it held)."""
 
@@ -144,14 +142,6 @@ class JaegerServer(ThrowawayServer):
         )
         self.startup_seconds = time.monotonic() - began
         return self
-
-    def stop(self) -> None:
-        stop_group(self._process, timeout=10)
-        self._process = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
 
     # -- the query API ---------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ are beside the binary in `crds/`.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 import time
@@ -27,12 +26,11 @@ from pathlib import Path
 
 from imagebatch.devservers.certs import write_serving_certs
 from imagebatch.devservers.process import (
-    ThrowawayServer,
+    OneProcessServer,
     find_cached,
     free_port,
     http_ok,
     spawn,
-    stop_group,
     wait_until,
 )
 
@@ -54,7 +52,7 @@ def keda_crds(assets: Path | None = None) -> list[Path]:
 
 
 @dataclass
-class KedaOperator(ThrowawayServer):
+class KedaOperator(OneProcessServer):
     """One KEDA operator watching every namespace of the cluster behind `kubeconfig`.
 
     `stop()` ends the process and keeps its log (a test can stop KEDA and go on); `close()`
@@ -126,10 +124,5 @@ class KedaOperator(ThrowawayServer):
         self.startup_seconds = time.monotonic() - began
         return self
 
-    def stop(self) -> None:
-        """SIGTERM (SIGKILL after 15 s): KEDA stops scaling; its finalizers stay where they are."""
-        stop_group(self._process, timeout=15)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
+    stop_timeout = 15.0
+    """KEDA stops scaling at SIGTERM; its finalizers stay where they are."""

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Self
+from typing import ClassVar, Self
 
 
 class ServerStartError(RuntimeError):
@@ -156,3 +156,23 @@ class ThrowawayServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class OneProcessServer(ThrowawayServer):
+    """A throwaway server that is one process group (`_process`) keeping its data under `base`:
+    `stop()` leaves the data so that `start()` brings the same server back, `close()` removes
+    it too."""
+
+    base: Path
+    _process: subprocess.Popen[bytes] | None
+    stop_timeout: ClassVar[float] = 10.0
+    """Seconds between SIGTERM and SIGKILL."""
+
+    def stop(self) -> None:
+        """SIGTERM the process group (SIGKILL after `stop_timeout`)."""
+        stop_group(self._process, timeout=self.stop_timeout)
+        self._process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -26,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from imagebatch.devservers.process import (
+    OneProcessServer,
     ServerStartError,
-    ThrowawayServer,
     find_binary,
     free_port,
     http_ok,
     spawn,
-    stop_group,
     wait_until,
 )
 
@@ -46,7 +44,7 @@ class ScrapeJob:
 
 
 @dataclass
-class PrometheusServer(ThrowawayServer):
+class PrometheusServer(OneProcessServer):
     """Prometheus on a free loopback port with a temporary TSDB, loading `rule_files`."""
 
     jobs: Sequence[ScrapeJob]
@@ -54,6 +52,7 @@ class PrometheusServer(ThrowawayServer):
     interval: str = "1s"
     port: int = field(default_factory=free_port)
     startup_seconds: float = 0.0
+    stop_timeout = 20.0
 
     def __post_init__(self) -> None:
         binary = find_binary("prometheus")
@@ -148,8 +147,3 @@ class PrometheusServer(ThrowawayServer):
         data = self.api("query", query=expr)
         result: list[dict[str, Any]] = data["result"] if data["resultType"] == "vector" else []
         return result
-
-    def close(self) -> None:
-        stop_group(self._process, timeout=20)
-        self._process = None
-        shutil.rmtree(self.base, ignore_errors=True)

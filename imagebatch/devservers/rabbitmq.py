@@ -12,7 +12,6 @@ import base64
 import contextlib
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagebatch.devservers.process import (
+    OneProcessServer,
     ServerStartError,
-    ThrowawayServer,
     free_port,
     spawn,
     stop_group,
@@ -58,7 +57,7 @@ def amqp_answers(port: int, host: str = "127.0.0.1") -> bool:
 
 
 @dataclass
-class RabbitMQServer(ThrowawayServer):
+class RabbitMQServer(OneProcessServer):
     """One RabbitMQ node on free loopback ports; `guest`/`guest` may log in from loopback."""
 
     management: bool = True
@@ -205,8 +204,3 @@ class RabbitMQServer(ThrowawayServer):
             while _alive(pid):
                 time.sleep(0.05)
         self.stop()
-
-    def close(self) -> None:
-        """Stop the node and remove its data."""
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)

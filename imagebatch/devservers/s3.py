@@ -26,7 +26,6 @@ import errno
 import hashlib
 import hmac
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -39,12 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagebatch.devservers.process import (
-    ThrowawayServer,
+    OneProcessServer,
     find_cached,
     free_port,
     http_ok,
     spawn,
-    stop_group,
     wait_until,
 )
 
@@ -84,7 +82,7 @@ class S3Response:
 
 
 @dataclass
-class S3Server(ThrowawayServer):
+class S3Server(OneProcessServer):
     """One versitygw on a free 127.0.0.1 port, serving its own folder, single root account.
 
     `stop()` ends the process and keeps the objects; `start()` brings the same store back on the
@@ -168,11 +166,6 @@ class S3Server(ThrowawayServer):
         self.startup_seconds = time.monotonic() - began
         return self
 
-    def stop(self) -> None:
-        """SIGTERM (SIGKILL after 10 s): the port refuses connections until `start()`."""
-        stop_group(self._process, timeout=10)
-        self._process = None
-
     @contextlib.contextmanager
     def stopped(self) -> Iterator[None]:
         """The store is away inside the block and back (same objects, same URL) after it."""
@@ -181,10 +174,6 @@ class S3Server(ThrowawayServer):
             yield
         finally:
             self.start()
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
 
     # -- the few S3 calls the launcher makes itself --------------------------------------------
 

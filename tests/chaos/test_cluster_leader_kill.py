@@ -17,13 +17,10 @@ import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-import aio_pika
 import aiohttp
 import pytest
 
-from imagebatch.core.broker import connect, producer_channel
 from imagebatch.core.settings import CommonSettings
-from imagebatch.core.topology import declare_topology
 from imagebatch.devservers.rabbitmq_cluster import RabbitMQCluster
 from imagebatch.devservers.worker_process import WorkerProcess
 from imagebatch.worker.settings import WorkerSettings
@@ -34,6 +31,7 @@ from tests.support.worker_fixtures import (
     files_under,
     job_body,
     job_rows,
+    publish,
     queue_depth,
     wait_for,
     worker_settings,
@@ -46,30 +44,6 @@ SECOND_BATCH = 200
 WORKERS = 2
 KILL_AFTER = 400
 """Completed images before the leader is killed: well into the batch, far from its end."""
-
-
-async def publish_pipelined(settings: CommonSettings, bodies: list[bytes], ids: list[str]) -> None:
-    """Publish as producers do (persistent, mandatory, confirmed), the confirms awaited together
-    as the operator's publisher awaits a chunk's."""
-    connection = await connect(settings.rabbit_url)
-    async with connection:
-        channel = await producer_channel(connection)
-        topology = await declare_topology(channel, settings)
-        await asyncio.gather(
-            *(
-                topology.exchange.publish(
-                    aio_pika.Message(
-                        body,
-                        content_type="application/json",
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        message_id=job_id,
-                    ),
-                    routing_key=settings.routing_key,
-                    mandatory=True,
-                )
-                for body, job_id in zip(bodies, ids, strict=True)
-            )
-        )
 
 
 def snapshot(root: Path) -> dict[Path, tuple[int, int]]:
@@ -108,7 +82,7 @@ async def test_the_queue_leader_killed_mid_batch_loses_nothing_and_duplicates_no
                 job_body(source.url(f"/photo/{i}.jpg"), job_id, output=prefix)
                 for i, job_id in enumerate(ids)
             ]
-            await publish_pipelined(settings, bodies, ids)
+            await publish(settings, bodies, message_ids=ids, window=len(bodies))
             return time.monotonic() - began
 
         published_in = await publish_batch(first, "first")

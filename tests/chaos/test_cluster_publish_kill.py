@@ -131,8 +131,8 @@ async def publish_through_the_operator(
     spec = run_spec(namespace, name, {"source": {"postgres": {"table": "images", "limit": ROWS}}})
     pool = await asyncpg.create_pool(messaging.database_url, min_size=1, max_size=4)
     broker = await connect(messaging.rabbit_url)
+    context = pump_context(settings, pool, broker)
     try:
-        context = pump_context(settings, pool, broker)
         gate = asyncio.Event()
         gate.set()
         on_started()
@@ -146,6 +146,7 @@ async def publish_through_the_operator(
         await run
         return problems
     finally:
+        await context.sources.close()
         await broker.close()
         await pool.close()
 

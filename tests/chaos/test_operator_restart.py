@@ -1,19 +1,13 @@
-"""The operator killed with SIGKILL at random moments while it publishes a batch, and started
-again each time, loses no item and re-publishes at most the one chunk whose confirms it had not
-recorded per kill.
-
-Two sizes: killed once in a 20,000-row batch that workers then process to the end (one output
-and one completion per item, exact final counts), and killed 10 times in a 50,000-row batch
-whose queue is then read back whole: every item's message is there, the duplicates counted
-exactly. Processing the 50,000 too would add many minutes of thumbnails to CI and test nothing
-the first case does not (a duplicate is one output and one completion)."""
+"""The operator killed with SIGKILL 10 times at random moments while it publishes a 50,000-row
+batch, and started again each time, loses no item and re-publishes at most the one chunk whose
+confirms it had not recorded per kill; workers then process the batch to exact final counts, each
+item completed (and so written) once."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections import Counter
 from pathlib import Path
 
 import aio_pika
@@ -28,6 +22,8 @@ from tests.support.k8s import KubeCluster
 from tests.support.operator import Batches, OperatorFactory, outputs, supervise
 
 CHUNK = 1_000
+ROWS = 50_000
+KILLS = 10
 
 
 async def published(conn: asyncpg.Connection, batch: str) -> int:
@@ -44,23 +40,6 @@ async def queue_depth(rabbit_url: str, queue: str) -> int:
         return int(declared.declaration_result.message_count or 0)
 
 
-async def messages_by_item(rabbit_url: str, queue: str) -> Counter[str]:
-    """Take every message in `queue` (unacknowledged deliveries, the fastest: the test is over)
-    and count them by message id (the item's job id)."""
-    counts: Counter[str] = Counter()
-    connection = await aio_pika.connect(rabbit_url)
-    async with connection:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        depth = declared.declaration_result.message_count
-        async with declared.iterator(no_ack=True) as messages:
-            async for message in messages:
-                counts[message.message_id or ""] += 1
-                if sum(counts.values()) == depth:
-                    break
-    return counts
-
-
 async def published_at_least(conn: asyncpg.Connection, batch: str, target: int) -> int:
     deadline = time.monotonic() + 120
     while (now := await published(conn, batch)) < target:
@@ -70,14 +49,7 @@ async def published_at_least(conn: asyncpg.Connection, batch: str, target: int) 
 
 
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize(
-    ("rows", "kills", "process"),
-    [
-        pytest.param(20_000, 1, True, id="20000-rows-1-kill-processed"),
-        pytest.param(50_000, 10, False, id="50000-rows-10-kills-read-back"),
-    ],
-)
-async def test_a_killed_operator_loses_no_item_and_floods_no_more_than_a_chunk_a_kill(
+async def test_an_operator_killed_10_times_loses_no_item_and_floods_no_more_than_a_chunk_a_kill(
     start_operator: OperatorFactory,
     connections_secret: str,
     batches: Batches,
@@ -85,10 +57,8 @@ async def test_a_killed_operator_loses_no_item_and_floods_no_more_than_a_chunk_a
     messaging: CommonSettings,
     namespace: str,
     tmp_path: Path,
-    rows: int,
-    kills: int,
-    process: bool,
 ) -> None:
+    rows, kills = ROWS, KILLS
     batch = f"{namespace}/big"
     queue = batch_queue_name(namespace, "big")
     seed = random.randrange(1 << 32)
@@ -132,44 +102,25 @@ async def test_a_killed_operator_loses_no_item_and_floods_no_more_than_a_chunk_a
             depth = await queue_depth(messaging.rabbit_url, queue)
             assert rows <= depth <= rows + kills * CHUNK, "no item lost, a chunk a kill at most"
 
-            if process:
-                async with supervise(kube_cluster, namespace, tmp_path):
-                    done = await batches.wait_phase("big", "Succeeded", within=1200)
-            else:
-                await operator.kill()  # it would scale workers, and count them
-                async with asyncio.timeout(300):
-                    by_item = await messages_by_item(messaging.rabbit_url, queue)
+            async with supervise(kube_cluster, namespace, tmp_path):
+                done = await batches.wait_phase("big", "Succeeded", within=1200)
             finished = time.monotonic() - began - publishing
         finally:
             await conn.close()
 
-    if process:
-        assert (done["total"], done["published"], done["succeeded"], done["failed"]) == (
-            rows,
-            rows,
-            rows,
-            0,
-        ), "exact final counts"
-        completions = await count_completions(messaging.database_url)
-        assert len(completions) == rows
-        assert set(completions.values()) == {1}, "a duplicate delivery is not a second completion"
-        assert len(outputs(tmp_path / "data" / namespace / "big")) == rows
-        outcome = f"{rows} completed exactly once in {finished:.0f}s"
-    else:
-        items = await conn_items(messaging.database_url, batch)
-        assert set(by_item) == items, "every item's message is in the queue, and nothing else"
-        assert sum(by_item.values()) == depth
-        outcome = f"queue read back in {finished:.0f}s: {len(by_item)} items, each there"
+    assert (done["total"], done["published"], done["succeeded"], done["failed"]) == (
+        rows,
+        rows,
+        rows,
+        0,
+    ), "exact final counts"
+    completions = await count_completions(messaging.database_url)
+    assert len(completions) == rows, "0 lost"
+    assert set(completions.values()) == {1}, "a duplicate delivery is not a second completion"
+    assert len(outputs(tmp_path / "data" / namespace / "big")) == rows
+    outcome = f"{rows} completed exactly once in {finished:.0f}s"
     print(
         f"\noperator SIGKILLed {kills} times (seed {seed}) at published = {kills_at}: "
         f"{depth - rows} duplicate messages (bound {kills} x {CHUNK}), 0 lost; publishing "
         f"{publishing:.0f}s; {outcome}"
     )
-
-
-async def conn_items(database_url: str, batch: str) -> set[str]:
-    conn: asyncpg.Connection = await asyncpg.connect(database_url)
-    try:
-        return {r["id"] for r in await conn.fetch("SELECT id FROM jobs WHERE batch = $1", batch)}
-    finally:
-        await conn.close()

@@ -16,12 +16,9 @@ import signal
 import time
 from pathlib import Path
 
-import aio_pika
 import pytest
 
-from imagebatch.core.broker import connect, producer_channel
 from imagebatch.core.settings import CommonSettings
-from imagebatch.core.topology import declare_topology
 from imagebatch.devservers.worker_process import WorkerProcess
 from imagebatch.worker.settings import WorkerSettings
 from imagebatch.worker.storage import TEMP_PREFIX
@@ -31,6 +28,7 @@ from tests.support.worker_fixtures import (
     count_status,
     files_under,
     job_body,
+    publish,
     queue_depth,
     worker_settings,
 )
@@ -38,26 +36,6 @@ from tests.support.worker_fixtures import (
 IMAGES = int(os.environ.get("SOAK_IMAGES", "2000"))
 KILL_EVERY = float(os.environ.get("SOAK_KILL_SECONDS", "20"))
 PUBLISH_WINDOW = 500
-
-
-async def publish_all(settings: CommonSettings, bodies: list[bytes]) -> None:
-    """Publish with up to PUBLISH_WINDOW confirms outstanding (one at a time would take
-    minutes at 100,000)."""
-    connection = await connect(settings.rabbit_url)
-    async with connection:
-        channel = await producer_channel(connection)
-        topology = await declare_topology(channel, settings)
-        for start in range(0, len(bodies), PUBLISH_WINDOW):
-            await asyncio.gather(
-                *(
-                    topology.exchange.publish(
-                        aio_pika.Message(body=body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                        routing_key=settings.routing_key,
-                        mandatory=True,
-                    )
-                    for body in bodies[start : start + PUBLISH_WINDOW]
-                )
-            )
 
 
 def rss_mib(worker: WorkerProcess) -> float:
@@ -87,9 +65,11 @@ async def test_two_workers_one_killed_every_20s_lose_nothing_and_complete_each_i
     ids = [f"s{i:06d}" for i in range(IMAGES)]
     async with ImageServer(photo_size=(64, 48)) as origin:
         began = time.monotonic()
-        await publish_all(
+        await publish(
             settings,
             [job_body(origin.url(f"/photo/{i}.jpg"), j, output="soak") for i, j in enumerate(ids)],
+            message_ids=ids,
+            window=PUBLISH_WINDOW,
         )
         published_in = time.monotonic() - began
         steady = await WorkerProcess(settings, tmp_path / "steady.log").start()
