@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 
 import kopf
@@ -22,14 +21,10 @@ log = logging.getLogger("imagebatch.operator")
 
 
 async def serve(settings: OperatorSettings) -> None:
-    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    """Run until SIGTERM or SIGINT, which kopf itself handles (in the main thread, as here).
 
-    def request_stop() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(signum, request_stop)
+    No `stop_flag` of our own: kopf replaces our signal handlers with its own, so such a flag
+    would never be set, and at every exit kopf waits 5 s for its task waiting on the flag."""
     otlp = settings.otlp()
     if otlp is not None:
         setup_tracing(settings.otel_service_name or OPERATOR_SERVICE, otlp=otlp)
@@ -48,7 +43,6 @@ async def serve(settings: OperatorSettings) -> None:
                 clusterwide=not namespaces,
                 namespaces=namespaces,
                 liveness_endpoint=f"http://{settings.health_host}:{settings.health_port}/healthz",
-                stop_flag=stop,
                 standalone=True,
             )
     finally:

@@ -60,6 +60,10 @@ def register(registry: kopf.OperatorRegistry, ctx: OperatorContext) -> None:
     def login(**_: Any) -> kopf.ConnectionInfo:
         return connection_info(ctx)
 
+    @kopf.on.cleanup(registry=registry)
+    async def close_connections(**_: Any) -> None:
+        await ctx.close()
+
     @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=30.0)
     async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
         def post_event(kind: str, reason: str, message: str) -> None:
