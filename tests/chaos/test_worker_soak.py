@@ -113,7 +113,8 @@ async def test_two_workers_one_killed_every_20s_lose_nothing_and_complete_each_i
     assert await queue_depth(settings, settings.queue) == 0
     assert await queue_depth(settings, settings.dlq) == 0, "nothing dead-lettered"
     assert kills >= max(1, int(took // KILL_EVERY) - 1), "the victim was killed all along"
-    assert rss_warm is not None and rss_end < rss_warm * 1.25, "the steady worker's memory is flat"
+    assert rss_warm is not None
+    assert rss_end < rss_warm * 1.25, "the steady worker's memory is flat"
     print(
         f"\nsoak: {IMAGES} images (published in {published_in:.0f}s) through 2 workers in "
         f"{took:.0f}s ({IMAGES / took:.0f}/s), one SIGKILLed {kills} times (every "
