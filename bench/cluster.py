@@ -27,6 +27,9 @@ worker   --images photos (1024x768 JPEG, from a bare loopback origin) published 
          `worker_cpu_quorum_over_classic` near 1 says the worker does the same work on both
          queue types and the rate's gap is the brokers' Raft work taking the worker's cores, a
          cost that broker nodes on their own machines do not pass on.
+         `cpu_bound_ceiling_without_brokers` is a projection, not a measurement: the images/s
+         the cores would allow at each queue type's measured CPU per image with the brokers' part
+         taken out, and its quorum/classic ratio.
 
 Writes the JSON to --output and prints it. Not a test: numbers depend on the machine.
 """
@@ -323,6 +326,11 @@ async def worker_part(
         q: {group: round(statistics.median(run[group] for run in runs_), 3) for group in runs_[0]}
         for q, runs_ in cpu.items()
     }
+    cores = os.cpu_count() or 1
+    ceilings = {
+        q: round(cores * 1000 / (ms["machine_total"] - ms["rabbitmq"]), 1)
+        for q, ms in cpu_medians.items()
+    }
     return {
         "images": count,
         "photo_size": list(PHOTO_SIZE),
@@ -339,6 +347,10 @@ async def worker_part(
         ),
         "rabbitmq_cpu_quorum_over_classic": round(
             cpu_medians["quorum"]["rabbitmq"] / cpu_medians["classic"]["rabbitmq"], 3
+        ),
+        "cpu_bound_ceiling_without_brokers": ceilings,
+        "cpu_bound_ceiling_without_brokers_quorum_over_classic": round(
+            ceilings["quorum"] / ceilings["classic"], 3
         ),
     }
 
