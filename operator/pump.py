@@ -31,7 +31,10 @@ from imagebatch.operator.sources import SourceConnection
 
 log = logging.getLogger(__name__)
 MAX_PAUSE_SECONDS = 30.0
-UNAVAILABLE = {"database": "DatabaseUnavailable", "broker": "BrokerUnavailable"}
+UNAVAILABLE: dict[str, str] = {
+    "database": "DatabaseUnavailable",
+    "broker": "BrokerUnavailable",
+}
 """The status condition's reason for each dependency the pump calls (`failing_as`)."""
 
 
@@ -56,9 +59,8 @@ class Pump:
                 self.problem = None
                 return
             except DependencyDown as exc:
-                self.problem = Problem(
-                    UNAVAILABLE[exc.dependency], f"publishing paused: {exc.reason}"
-                )
+                reason = UNAVAILABLE.get(exc.dependency, "PublishFailed")
+                self.problem = Problem(reason, f"publishing paused: {exc}")
             except Exception as exc:  # e.g. the broker refused a message: not a reason to stop
                 log.exception("%s: publishing failed", self.batch)
                 self.problem = Problem("PublishFailed", f"publishing paused: {exc!r}")
