@@ -17,6 +17,8 @@ MIGRATIONS_LOCK_ID = 0x1A6EBA7C
 """Advisory lock key that serialises concurrent migration runs."""
 MIGRATIONS_TABLE = "schema_migrations"
 """Which migrations were applied, and when."""
+SERVICE_ROLES = ("imagebatch_worker", "imagebatch_api", "imagebatch_source")
+"""The group roles the services connect as (members of); migration 0010 grants them."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -90,11 +92,36 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
     return applied_now
 
 
+async def grant_new_service_roles(conn: asyncpg.Connection) -> list[str]:
+    """Grant the service roles that exist but have no grants recorded — made by an
+    administrator after the migrations ran — what migration 0010's function gives them; returns
+    the roles granted now. Only the schema's owner may; for anyone else this is one query."""
+    owner = await conn.fetchval(
+        "SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class"
+        " WHERE oid = to_regclass('service_role_grants')"
+    )
+    if not owner:
+        return []
+    new = await conn.fetchval(
+        "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1::text[])"
+        " AND rolname NOT IN (SELECT role FROM service_role_grants)",
+        list(SERVICE_ROLES),
+    )
+    if not new:
+        return []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATIONS_LOCK_ID)
+        return [r[0] for r in await conn.fetch("SELECT imagebatch_grant_service_roles()")]
+
+
 async def migrate(dsn: str) -> list[str]:
-    """Connect once and apply the migrations."""
+    """Connect once, apply the migrations and grant service roles made since; returns the
+    versions applied now."""
     conn: asyncpg.Connection = await asyncpg.connect(dsn)
     try:
-        return await apply_migrations(conn)
+        applied = await apply_migrations(conn)
+        await grant_new_service_roles(conn)
+        return applied
     finally:
         await conn.close()
 

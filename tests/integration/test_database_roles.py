@@ -12,7 +12,7 @@ import pytest
 
 from imagebatch.api import store
 from imagebatch.api.store import CLAIM_IMAGES
-from imagebatch.core.db import create_pool, migrate
+from imagebatch.core.db import create_pool, grant_new_service_roles, migrate
 from imagebatch.core.messages import ImageJob
 from imagebatch.worker.records import JobRecords, OutputRecord, SourceRecord
 from tests.conftest import _with_database
@@ -230,3 +230,56 @@ async def test_the_worker_role_records_a_seed_row_and_a_batch_item_end_to_end(
         assert [tuple(r) for r in reasons] == [("http_404", 1)]
     finally:
         await pool.close()
+
+
+async def test_a_service_role_made_after_the_migrations_gets_its_grants_at_the_owners_next_start(
+    database_url: str, login_as: Login
+) -> None:
+    """What a database migrated before its administrator created imagebatch_api looks like:
+    no grants, no row policies, nothing recorded. The owner's next start grants it."""
+    admin: asyncpg.Connection = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(
+            "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM imagebatch_api;"
+            " DROP POLICY jobs_api_insert ON jobs; DROP POLICY jobs_api_update ON jobs;"
+            " DROP POLICY jobs_api_delete ON jobs;"
+            " DELETE FROM service_role_grants WHERE role = 'imagebatch_api'"
+        )
+        await admin.execute(
+            "INSERT INTO jobs (id, kind, url, batch, status) VALUES ('item-1', 'batch',"
+            " 'https://a.test/i.jpg', 'ns/b', 'failed')"
+        )
+    finally:
+        await admin.close()
+    api = await login_as("imagebatch_api")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await api.fetch("SELECT id FROM jobs")
+
+    assert await migrate(database_url) == [], "nothing to migrate, only grants to give"
+
+    assert [r["id"] for r in await api.fetch("SELECT id FROM jobs")] == ["item-1"]
+    assert await api.execute("UPDATE jobs SET status = 'pending' WHERE id = 'item-1'") == (
+        "UPDATE 0"
+    ), "the row policies came back with the grants"
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await api.execute("DROP TABLE jobs")
+
+
+async def test_roles_already_granted_are_not_granted_again_at_every_start(
+    database_url: str,
+) -> None:
+    conn: asyncpg.Connection = await asyncpg.connect(database_url)
+    try:
+        granted = {
+            r["role"]: r["granted_at"]
+            for r in await conn.fetch("SELECT role, granted_at FROM service_role_grants")
+        }
+        assert set(granted) == {"imagebatch_worker", "imagebatch_api", "imagebatch_source"}
+        assert await grant_new_service_roles(conn) == []
+        again = {
+            r["role"]: r["granted_at"]
+            for r in await conn.fetch("SELECT role, granted_at FROM service_role_grants")
+        }
+        assert again == granted
+    finally:
+        await conn.close()
