@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from imagebatch.core.batch_status import BatchStatus, LastRetry
+from imagebatch.core.batch_status import BatchStatus
 from imagebatch.core.dependencies import DB_ERRORS
 from imagebatch.core.imagebatch import RunSpec, SpecInvalid, run_spec
 from imagebatch.core.jobs import BatchCounts, batch_counts
@@ -68,8 +68,8 @@ class BatchRun:
         self._queue_declared = False
         self._status = BatchStatus.read(body.get("status"))
         """The status as last written (or found)."""
-        self._retry: LastRetry | None = None
-        """The last retry-failed request acted on, as PostgreSQL records it."""
+        self._retry = retries.Retries()
+        """The retry-failed requests acted on, as PostgreSQL records them."""
         self._retry_loaded = False
         self._endings = Endings(ctx, self.batch, self.uid)
 
@@ -149,7 +149,7 @@ class BatchRun:
                 output=spec.output_location(self.ctx.settings.worker_output_url),
                 manifest=ending.manifest if ending is not None else None,
                 notified=notified_condition(spec, ending),
-                retry=self._retry,
+                retry=self._retry.last,
             ),
         )
         self.ctx.metrics.refresh_seconds.observe(time.perf_counter() - began)
@@ -183,8 +183,11 @@ class BatchRun:
         if record is None:
             return
         self._retry = record
-        log.info("%s: retry %r sent %d failed items back", self.batch, request, record.items)
-        if record.items:  # a pump that has finished, or is finishing, would miss them
+        if record.last is None or record.last.request != request:
+            return  # acted on before, not last: nothing was sent back now
+        items = record.last.items
+        log.info("%s: retry %r sent %d failed items back", self.batch, request, items)
+        if items:  # a pump that has finished, or is finishing, would miss them
             await self._stop_pump()
             self._pump.published_all = False
 

@@ -2,8 +2,9 @@
 
 A new value of the annotation on a Running, Succeeded or Failed batch sends every failed item
 back to work once. `retry_failed` does it in one transaction that also records the value in the
-batch's `batches` row: a value already recorded is not acted on again, whether the operator saw
-it a moment ago or before it was killed and restarted. The items go back to `pending` with their
+batch's `batches` row: a value already recorded — the last one or any earlier one (A, B, then A
+again does nothing) — is not acted on again, whether the operator saw it a moment ago or before
+it was killed and restarted. The items go back to `pending` with their
 attempts at 0 and no `published_at`, so the pump publishes them again through the usual path,
 with their stable message ids (a kill before that is covered as any unpublished item is). The
 worker claims a `pending` or `failed` job like any other: only a `completed` one is a duplicate.
@@ -15,6 +16,7 @@ worker claims a `pending` or `failed` job like any other: only a `completed` one
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -33,19 +35,23 @@ def requested(annotations: Mapping[str, str] | None) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def due(request: str | None, phase: Phase | None, handled: LastRetry | None) -> bool:
-    """Whether `request` is to be acted on now: a value other than the last one acted on, on a
-    batch in a phase that allows it."""
-    return (
-        request is not None
-        and phase in RETRYABLE
-        and (handled is None or handled.request != request)
-    )
+@dataclass(frozen=True)
+class Retries:
+    """The requests acted on for one resource: the last (`status.lastRetry`) and every value."""
+
+    last: LastRetry | None = None
+    acted: frozenset[str] = frozenset()
+
+
+def due(request: str | None, phase: Phase | None, handled: Retries) -> bool:
+    """Whether `request` is to be acted on now: a value never acted on, on a batch in a phase
+    that allows it."""
+    return request is not None and phase in RETRYABLE and request not in handled.acted
 
 
 RECORDED_SQL = """
-SELECT retry_request, retry_items, retried_at FROM batches
- WHERE batch = $1 AND uid = $2 AND retry_request IS NOT NULL
+SELECT retry_request, retry_items, retried_at, retry_requests FROM batches
+ WHERE batch = $1 AND uid = $2
 """
 
 RESET_SQL = """
@@ -56,41 +62,38 @@ UPDATE jobs SET status = 'pending', attempts = 0, unfinished = 0, error = NULL,
 """
 
 RECORD_SQL = """
-UPDATE batches SET retry_request = $3, retry_items = $4, retried_at = now()
+UPDATE batches SET retry_request = $3, retry_items = $4, retried_at = now(),
+       retry_requests = array_append(retry_requests, $3)
  WHERE batch = $1 AND uid = $2
-RETURNING retry_request, retry_items, retried_at
+RETURNING retry_request, retry_items, retried_at, retry_requests
 """
 
 
-def _record(row: asyncpg.Record | None) -> LastRetry | None:
+def _record(row: asyncpg.Record | None) -> Retries:
     if row is None or row["retry_request"] is None:
-        return None
-    return LastRetry(
+        return Retries()
+    last = LastRetry(
         request=row["retry_request"],
         items=int(row["retry_items"] or 0),
         time=timestamp(row["retried_at"]),
     )
+    return Retries(last, frozenset(row["retry_requests"] or ()) | {last.request})
 
 
-async def recorded(pool: asyncpg.Pool, batch: str, uid: str) -> LastRetry | None:
-    """The last request acted on for this resource, as PostgreSQL holds it."""
+async def recorded(pool: asyncpg.Pool, batch: str, uid: str) -> Retries:
+    """The requests acted on for this resource, as PostgreSQL holds them."""
     return _record(await pool.fetchrow(RECORDED_SQL, batch, uid))
 
 
-async def retry_failed(pool: asyncpg.Pool, batch: str, uid: str, request: str) -> LastRetry | None:
+async def retry_failed(pool: asyncpg.Pool, batch: str, uid: str, request: str) -> Retries | None:
     """Send the batch's failed items back to work and record `request`, in one transaction;
     a request already recorded changes nothing. Returns the record (None: the batch's row is
     not there yet)."""
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "SELECT retry_request, retry_items, retried_at FROM batches"
-            " WHERE batch = $1 AND uid = $2 FOR UPDATE",
-            batch,
-            uid,
-        )
+        row = await conn.fetchrow(RECORDED_SQL + " FOR UPDATE", batch, uid)
         if row is None:
             return None
-        if row["retry_request"] == request:
+        if request in _record(row).acted:
             return _record(row)
         reset: str = await conn.execute(RESET_SQL, batch)
         return _record(await conn.fetchrow(RECORD_SQL, batch, uid, request, int(reset.split()[-1])))

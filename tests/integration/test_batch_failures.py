@@ -61,7 +61,8 @@ async def test_a_retry_sends_the_failed_items_back_once_whatever_repeats_it(
     after_restart = await retries.recorded(pool, BATCH, UID)
 
     assert first is not None
-    assert (first.request, first.items) == ("r1", len(CODES))
+    assert first.last is not None
+    assert (first.last.request, first.last.items) == ("r1", len(CODES))
     assert again == first
     assert after_restart == first
     counts = await batch_counts(pool, BATCH)
@@ -74,7 +75,14 @@ async def test_a_retry_sends_the_failed_items_back_once_whatever_repeats_it(
     await fail(pool, "item-00", "http_404")
     second = await retries.retry_failed(pool, BATCH, UID, "r2")
     assert second is not None
-    assert (second.request, second.items) == ("r2", 1)
+    assert second.last is not None
+    assert (second.last.request, second.last.items) == ("r2", 1)
+
+    await fail(pool, "item-01", "http_404")
+    r1_again = await retries.retry_failed(pool, BATCH, UID, "r1")
+    assert r1_again == second, "r1 was acted on before r2: setting it again does nothing"
+    assert (await batch_counts(pool, BATCH)).failed == 1
+    assert (await retries.recorded(pool, BATCH, UID)).acted == {"r1", "r2"}
 
 
 async def test_a_retry_of_another_resource_under_the_name_does_nothing(pool: asyncpg.Pool) -> None:

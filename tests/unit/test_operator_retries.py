@@ -6,29 +6,33 @@ import pytest
 
 from imagebatch.core.batch_status import LastRetry, Phase
 from imagebatch.core.retry_request import RETRY_FAILED_ANNOTATION as ANNOTATION
-from imagebatch.operator.retries import due, requested
+from imagebatch.operator.retries import Retries, due, requested
 
 DONE = LastRetry(request="2025-03-01T12:00:00Z", items=30, time="2025-03-01T12:00:01Z")
+NONE = Retries()
+LAST = Retries(DONE, frozenset({"r0", DONE.request}))
+"""r0 acted on first, then DONE's value."""
 
 
 @pytest.mark.parametrize(
     ("request_value", "phase", "handled", "acted_on"),
     [
-        ("r1", "Succeeded", None, True),
-        ("r1", "Failed", None, True),
-        ("r1", "Running", None, True),
-        ("r2", "Succeeded", DONE, True),
-        (DONE.request, "Succeeded", DONE, False),
-        (DONE.request, "Failed", DONE, False),
-        ("r1", "Publishing", None, False),
-        ("r1", "Suspended", None, False),
-        ("r1", "Pending", None, False),
-        ("r1", None, None, False),
-        (None, "Succeeded", None, False),
+        ("r1", "Succeeded", NONE, True),
+        ("r1", "Failed", NONE, True),
+        ("r1", "Running", NONE, True),
+        ("r2", "Succeeded", LAST, True),
+        (DONE.request, "Succeeded", LAST, False),
+        (DONE.request, "Failed", LAST, False),
+        ("r0", "Succeeded", LAST, False),  # an earlier value set again: A, B, then A
+        ("r1", "Publishing", NONE, False),
+        ("r1", "Suspended", NONE, False),
+        ("r1", "Pending", NONE, False),
+        ("r1", None, NONE, False),
+        (None, "Succeeded", NONE, False),
     ],
 )
 def test_a_request_is_acted_on_once_and_only_on_a_running_or_finished_batch(
-    request_value: str | None, phase: Phase | None, handled: LastRetry | None, acted_on: bool
+    request_value: str | None, phase: Phase | None, handled: Retries, acted_on: bool
 ) -> None:
     assert due(request_value, phase, handled) is acted_on
 
