@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # PYTHONSAFEPATH (Python >= 3.11) stops that.
 export PYTHONSAFEPATH := 1
 
-.PHONY: help test test-fast lint format venv envtest keda s3 jaeger monitoring-crds servers provision bench demo clean
+.PHONY: help test test-fast lint format venv envtest keda s3 jaeger monitoring-crds provision bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,11 +45,6 @@ jaeger: ## build Jaeger v2, the test ground's trace store (cached) when missing
 monitoring-crds: ## download prometheus-operator's CRDs from its Go module (cached) when missing
 	@hack/prometheus-operator/crds.sh >/dev/null
 
-# On a fresh machine each build spends much of its time downloading modules, which the others'
-# compiling can overlap; the Go module cache is safe for concurrent use.
-servers: ## all of the above at once: envtest, keda, s3, jaeger and monitoring-crds
-	@$(MAKE) --no-print-directory -j5 --output-sync=target envtest keda s3 jaeger monitoring-crds
-
 lint: venv ## ruff, mypy (strict) and the import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -61,7 +56,7 @@ format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: venv provision servers lint ## the whole suite against real PostgreSQL, RabbitMQ, Kubernetes API servers, KEDA, an S3 server and Jaeger
+test: venv provision envtest keda s3 jaeger monitoring-crds lint ## the whole suite against real PostgreSQL, RabbitMQ, Kubernetes API servers, KEDA, an S3 server and Jaeger
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" KEDA_DIR="$$(hack/keda/build.sh)" S3_SERVER_DIR="$$(hack/s3/build.sh)" PROMETHEUS_OPERATOR_DIR="$$(hack/prometheus-operator/crds.sh)" $(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: venv envtest keda s3 monitoring-crds ## the suite without tests marked slow
