@@ -29,7 +29,11 @@ worker   --images photos (1024x768 JPEG, from a bare loopback origin) published 
          cost that broker nodes on their own machines do not pass on.
          `cpu_bound_ceiling_without_brokers` is a projection, not a measurement: the images/s
          the cores would allow at each queue type's measured CPU per image with the brokers' part
-         taken out, and its quorum/classic ratio.
+         taken out, and its quorum/classic ratio. `--pin` measures that case instead: for the
+         worker part the broker nodes run on the last CPU and the worker on the others
+         (`taskset -a`), so the brokers' Raft work no longer takes the worker's core.
+
+    .venv/bin/python bench/cluster.py --pin [--images 2000 --runs 3]
 
 Writes the JSON to --output and prints it. Not a test: numbers depend on the machine.
 """
@@ -56,6 +60,7 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -248,8 +253,18 @@ async def publish_part(
 # worker: images/s at 8/16 on quorum against classic
 
 
+def pin(pid: int, cpus: str) -> None:
+    """Keep every thread of `pid` (and those it starts later) on `cpus` (taskset's list)."""
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=True, capture_output=True)
+
+
 async def worker_run(
-    cluster: RabbitMQCluster, admin_url: str, queue_type: str, count: int, workdir: Path
+    cluster: RabbitMQCluster,
+    admin_url: str,
+    queue_type: str,
+    count: int,
+    workdir: Path,
+    worker_cpus: str | None = None,
 ) -> tuple[float, dict[str, float]]:
     """Images/s of one worker process taking `count` photos from a `queue_type` work queue,
     and the CPU milliseconds per image of each process group from the worker's readiness to
@@ -277,6 +292,9 @@ async def worker_run(
         )
         worker = WorkerProcess(worker_settings, workdir / f"worker-{queue_type}.log")
         await worker.start()
+        if worker_cpus is not None:
+            assert worker.process is not None
+            pin(worker.process.pid, worker_cpus)
         conn: asyncpg.Connection = await asyncpg.connect(database_url)
         try:
             await worker.wait_ready(within=60)
@@ -307,14 +325,28 @@ async def worker_run(
 
 
 async def worker_part(
-    cluster: RabbitMQCluster, admin_url: str, count: int, runs: int, workdir: Path
+    cluster: RabbitMQCluster,
+    admin_url: str,
+    count: int,
+    runs: int,
+    workdir: Path,
+    pinned: bool = False,
 ) -> dict[str, Any]:
+    cores = os.cpu_count() or 1
+    worker_cpus = None
+    if pinned:
+        if cores < 2:
+            raise SystemExit("--pin needs at least 2 CPUs")
+        for node in cluster.nodes.values():
+            assert node.node_pid is not None
+            pin(node.node_pid, str(cores - 1))
+        worker_cpus = f"0-{cores - 2}"
     rates: dict[str, list[float]] = {q: [] for q in QUEUE_TYPES}
     cpu: dict[str, list[dict[str, float]]] = {q: [] for q in QUEUE_TYPES}
     for run in range(runs):
         order = QUEUE_TYPES if run % 2 == 0 else tuple(reversed(QUEUE_TYPES))
         for queue_type in order:
-            rate, ms = await worker_run(cluster, admin_url, queue_type, count, workdir)
+            rate, ms = await worker_run(cluster, admin_url, queue_type, count, workdir, worker_cpus)
             rates[queue_type].append(round(rate, 1))
             cpu[queue_type].append(ms)
             print(
@@ -326,12 +358,12 @@ async def worker_part(
         q: {group: round(statistics.median(run[group] for run in runs_), 3) for group in runs_[0]}
         for q, runs_ in cpu.items()
     }
-    cores = os.cpu_count() or 1
     ceilings = {
         q: round(cores * 1000 / (ms["machine_total"] - ms["rabbitmq"]), 1)
         for q, ms in cpu_medians.items()
     }
     return {
+        "pinned": {"brokers": str(cores - 1), "worker": worker_cpus} if pinned else None,
         "images": count,
         "photo_size": list(PHOTO_SIZE),
         "worker_settings": WORKER_SETTING,
@@ -379,7 +411,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         }
         report["publish"] = await publish_part(cluster, postgres.url, args.rows, args.runs)
         report["worker"] = await worker_part(
-            cluster, postgres.url, args.images, args.runs, Path(tmp)
+            cluster, postgres.url, args.images, args.runs, Path(tmp), args.pin
         )
         report["targets"] = {
             "operator_over_raw_at_least_0_8": {
@@ -398,6 +430,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--images", type=int, default=600)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="worker part: brokers on the last CPU, worker on the rest",
+    )
     parser.add_argument("--output", type=Path, default=REPO / ".cache" / "bench" / "cluster.json")
     args = parser.parse_args()
     report = asyncio.run(main_async(args))

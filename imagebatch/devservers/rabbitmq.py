@@ -169,6 +169,11 @@ class RabbitMQServer(OneProcessServer):
         with urllib.request.urlopen(request, timeout=2) as response:
             return bool(response.status == 200)
 
+    @property
+    def node_pid(self) -> int | None:
+        """The Erlang VM's pid (the wrapper script's child), while the node runs."""
+        return self._node_pid()
+
     def _node_pid(self) -> int | None:
         try:
             return int((self.base / "rabbitmq.pid").read_text().strip())
