@@ -30,8 +30,14 @@ def test_make_demo_runs_the_example_batch_to_success_and_stops_everything(keda: 
     assert count == 12, "two operations for each of the six images"
     assert len([p for p in folder.rglob("*") if p.is_file()]) == 12
     if keda:
-        assert "holiday-photos-worker: created at 0 replicas" in output, output[-4000:]
-        assert "holiday-photos-worker: replicas 0 → 1 (by KEDA)" in output, output[-4000:]
+        # The demo polls, so KEDA may scale a Deployment up before the demo first sees it (a
+        # loaded machine saw holiday-photos at 1 first); of its two batches, one shows it all.
+        # That the operator creates it at 0 is tests/k8s/test_operator_keda.py's to prove.
+        assert re.search(
+            r"(\S+)-worker: created at 0 replicas.*\1-worker: replicas 0 → 1 \(by KEDA\)",
+            output,
+            re.S,
+        ), output[-4000:]
     scaler = "by KEDA" if keda else "by the operator"
     assert f"holiday-photos-worker: replicas 1 → 0 ({scaler})" in output, output[-4000:]
     assert processes_working_in(REPO / ".cache" / "demo") == [], "the demo stopped all it ran"
