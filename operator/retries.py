@@ -93,7 +93,8 @@ async def retry_failed(pool: asyncpg.Pool, batch: str, uid: str, request: str) -
         row = await conn.fetchrow(RECORDED_SQL + " FOR UPDATE", batch, uid)
         if row is None:
             return None
-        if request in _record(row).acted:
-            return _record(row)
+        before = _record(row)
+        if request in before.acted:
+            return before
         reset: str = await conn.execute(RESET_SQL, batch)
         return _record(await conn.fetchrow(RECORD_SQL, batch, uid, request, int(reset.split()[-1])))
