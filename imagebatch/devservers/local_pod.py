@@ -18,12 +18,13 @@ import logging
 import os
 import re
 import signal
-import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
+
+from imagebatch.devservers.process import spawn_module
 
 log = logging.getLogger(__name__)
 
@@ -256,11 +257,8 @@ async def spawn(
     with log_path.open("ab") as output:
         output.write(f"# supervisor: pod {name}, revision {revision}\n".encode())
         output.flush()
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "imagebatch.worker",
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            cwd=cwd, stdin=asyncio.subprocess.DEVNULL,
-            stdout=output, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    process = await spawn_module(
+        "imagebatch.worker", log=log_path, env=env, cwd=cwd, new_session=True
+    )
     port = int(env["METRICS_PORT"])
     return PodProcess(name, revision, log_path, port, env, grace, process)

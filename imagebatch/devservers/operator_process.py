@@ -8,12 +8,11 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from imagebatch.devservers.process import free_port, http_ok
+from imagebatch.devservers.process import free_port, http_ok, spawn_module
 
 
 class OperatorProcess:
@@ -41,18 +40,13 @@ class OperatorProcess:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     async def start(self, *, within: float = 60.0) -> OperatorProcess:
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1", "PYTHONSAFEPATH": "1"}
-        with self.log.open("ab") as output:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "imagebatch.operator",
-                env=env,
-                cwd=self.log.parent,
-                stdout=output,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = await spawn_module(
+            "imagebatch.operator",
+            log=self.log,
+            env={**self.env, "PYTHONSAFEPATH": "1"},
+            cwd=self.log.parent,
+            new_session=True,
+        )
         await self.wait_healthy(within)
         return self
 

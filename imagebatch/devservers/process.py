@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -79,6 +81,25 @@ def spawn(
             env={**os.environ, **(env or {})},
             cwd=cwd,
             start_new_session=True,
+        )
+
+
+async def spawn_module(
+    module: str, *, log: Path, env: Mapping[str, str], cwd: Path, new_session: bool = False
+) -> asyncio.subprocess.Process:
+    """`python -m module` with os.environ + `env`, unbuffered, its output appended to `log`;
+    `new_session` puts it in a process group of its own (stopped or killed as a whole)."""
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=new_session,
         )
 
 

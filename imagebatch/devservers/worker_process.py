@@ -8,16 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 from pydantic import BaseModel
 
-from imagebatch.devservers.process import free_port
+from imagebatch.devservers.process import free_port, spawn_module
 from imagebatch.worker.settings import WorkerSettings
 
 
@@ -47,17 +45,9 @@ class WorkerProcess:
         self.process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> WorkerProcess:
-        env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
-        with self.log.open("ab") as output:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "imagebatch.worker",
-                env=env,
-                cwd=self.log.parent,
-                stdout=output,
-                stderr=asyncio.subprocess.STDOUT,
-            )
+        self.process = await spawn_module(
+            "imagebatch.worker", log=self.log, env=settings_env(self.settings), cwd=self.log.parent
+        )
         return self
 
     async def ready(self) -> bool:
